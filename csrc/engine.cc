@@ -1,0 +1,323 @@
+// The worker thread, its wake-up protocol and the queue's byte bound; see engine.h.
+//
+// Wake-ups: after draining the queue and handing everything to the OS, the worker naps for a
+// millisecond at a time; producers do not signal it then, so a busy training loop pays no
+// system call per record. After a run of empty naps it sleeps deeply, and the first producer to
+// push wakes it. Flush, close and a queue past half its bound wake it at once.
+#include "engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <pthread.h>
+#include <time.h>
+
+#include "png.h"
+#include "record.h"
+
+namespace fasttb {
+namespace {
+
+constexpr size_t kDefaultLimit = size_t(256) << 20;
+constexpr auto kNap = std::chrono::milliseconds(1);
+constexpr int kNapsBeforeSleep = 200;
+constexpr size_t kFileBufferLimit = size_t(4) << 20;
+constexpr uint64_t kClockEvery = 4096;  // items between checks of flush_secs while busy
+
+std::atomic<Engine*> g_engine{nullptr};
+std::atomic<uint64_t> g_generation{0};
+std::atomic_flag g_create_lock = ATOMIC_FLAG_INIT;
+
+void after_fork_in_child() {
+    // The worker does not exist in the child, and its mutexes may be held forever: abandon the
+    // whole engine (leaked on purpose; destroying it would join a thread that is not there).
+    g_generation.fetch_add(1, std::memory_order_relaxed);
+    g_engine.store(nullptr, std::memory_order_relaxed);
+    g_create_lock.clear();
+}
+
+}  // namespace
+
+double wall_clock_now() {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    // The same arithmetic as Python's time.time(): integer nanoseconds, then one division.
+    return static_cast<double>(int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec) / 1e9;
+}
+
+void Completion::signal() {
+    std::lock_guard<std::mutex> lock(m);
+    done = true;
+    cv.notify_all();
+}
+
+void Completion::wait() {
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait(lock, [this] { return done; });
+}
+
+Item* Item::make(ItemKind kind, EventFile* file, std::string_view tag, size_t payload_len) {
+    const size_t payload_offset = (sizeof(Item) + tag.size() + 15) & ~size_t(15);
+    void* mem = ::operator new(payload_offset + payload_len, std::nothrow);
+    if (!mem) return nullptr;
+    Item* item = new (mem) Item();
+    item->kind = kind;
+    item->file = file;
+    item->tag_len = static_cast<uint32_t>(tag.size());
+    item->payload_len = payload_len;
+    item->payload_offset = payload_offset;
+    item->accounted = payload_offset + payload_len;
+    if (!tag.empty()) std::memcpy(item + 1, tag.data(), tag.size());
+    return item;
+}
+
+void Item::destroy(Item* item) {
+    item->~Item();
+    ::operator delete(item);
+}
+
+Engine& Engine::instance() {
+    Engine* e = g_engine.load(std::memory_order_acquire);
+    if (e) return *e;
+    while (g_create_lock.test_and_set(std::memory_order_acquire)) std::this_thread::yield();
+    e = g_engine.load(std::memory_order_acquire);
+    if (!e) {
+        static const int registered = pthread_atfork(nullptr, nullptr, after_fork_in_child);
+        (void)registered;
+        e = new Engine();
+        g_engine.store(e, std::memory_order_release);
+    }
+    g_create_lock.clear(std::memory_order_release);
+    return *e;
+}
+
+Engine* Engine::current() { return g_engine.load(std::memory_order_acquire); }
+
+uint64_t Engine::generation() { return g_generation.load(std::memory_order_relaxed); }
+
+Engine::Engine() : limit_(kDefaultLimit) {
+    if (const char* env = std::getenv("FASTTB_QUEUE_BYTES")) {
+        const long long v = std::atoll(env);
+        if (v > 0) limit_ = static_cast<size_t>(v);
+    }
+    thread_ = std::thread([this] { run(); });
+    thread_.detach();  // lives as long as the process; see after_fork_in_child
+}
+
+Engine::Push Engine::push(Item* item, bool drop_when_full) {
+    const size_t size = item->accounted;
+    const size_t total = bytes_.fetch_add(size, std::memory_order_relaxed) + size;
+    const size_t limit = limit_.load(std::memory_order_relaxed);
+    // An item larger than the whole bound still goes through once the queue is empty.
+    if (total > limit && total != size) {
+        bytes_.fetch_sub(size, std::memory_order_relaxed);
+        if (!drop_when_full) return Push::full;
+        Item::destroy(item);
+        return Push::dropped;
+    }
+    size_t hw = high_water_.load(std::memory_order_relaxed);
+    while (total > hw && !high_water_.compare_exchange_weak(hw, total, std::memory_order_relaxed)) {
+    }
+    queue_.push(item);
+    if (sleeping_.load(std::memory_order_seq_cst) ||
+        (total > limit / 2 && !wake_pending_.exchange(true, std::memory_order_relaxed)))
+        wake();
+    return Push::ok;
+}
+
+void Engine::wake() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        woken_ = true;
+    }
+    wake_cv_.notify_one();
+}
+
+void Engine::wait_for_room(size_t bytes) {
+    room_waiters_.fetch_add(1, std::memory_order_seq_cst);
+    wake();
+    {
+        std::unique_lock<std::mutex> lock(mutex_);
+        const auto fits = [&] {
+            const size_t queued = bytes_.load(std::memory_order_seq_cst);
+            return queued == 0 || queued + bytes <= limit_.load(std::memory_order_relaxed);
+        };
+        // The timeout only guards against a missed notification; room_cv_ normally ends it.
+        while (!fits()) room_cv_.wait_for(lock, std::chrono::milliseconds(10));
+    }
+    room_waiters_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void Engine::push_and_wait(Item* control) {
+    Completion done;
+    control->done = &done;
+    control->accounted = 0;  // control items never wait for room
+    queue_.push(control);
+    wake();
+    done.wait();
+}
+
+void Engine::release(size_t bytes) {
+    if (!bytes) return;
+    bytes_.fetch_sub(bytes, std::memory_order_seq_cst);
+    if (room_waiters_.load(std::memory_order_seq_cst) > 0) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        room_cv_.notify_all();
+    }
+}
+
+void Engine::mark_dirty(EventFile* f) {
+    if (f->in_dirty_list) return;
+    f->in_dirty_list = true;
+    dirty_.push_back(f);
+}
+
+void Engine::write_dirty(double now, bool only_due) {
+    size_t kept = 0;
+    for (EventFile* f : dirty_) {
+        if (only_due && now - f->last_write() < f->flush_secs()) {
+            dirty_[kept++] = f;
+            continue;
+        }
+        f->write_out(now);
+        f->in_dirty_list = false;
+    }
+    dirty_.resize(kept);
+}
+
+void Engine::process(Item* item, std::string& scratch) {
+    EventFile* f = item->file;
+    if (item->kind == ItemKind::flush || item->kind == ItemKind::close) {
+        const double now = wall_clock_now();
+        if (!f) {
+            write_dirty(now, false);
+        } else {
+            if (item->kind == ItemKind::flush) {
+                f->flush(now);  // stays in dirty_, where its now empty buffer costs nothing
+            } else {
+                if (f->in_dirty_list) dirty_.erase(std::find(dirty_.begin(), dirty_.end(), f));
+                f->close(now);
+                delete f;  // the writer gave the file up when it queued this item
+            }
+        }
+        if (item->done) item->done->signal();  // the waiter owns nothing in the item
+        Item::destroy(item);
+        return;
+    }
+    if (f->failed()) {
+        f->state().lost.fetch_add(1, std::memory_order_relaxed);
+        Item::destroy(item);
+        return;
+    }
+    mark_dirty(f);
+    std::string& out = f->buffer();
+    const size_t start = begin_record(out);
+    const std::string_view payload(item->payload(), item->payload_len);
+    switch (item->kind) {
+        case ItemKind::scalar:
+            encode_scalar_event(out, item->wall_time, item->step, item->tag(), item->value,
+                                item->scalar_kind);
+            break;
+        case ItemKind::event:
+            out.append(payload.data(), payload.size());
+            break;
+        case ItemKind::summary:
+            encode_summary_event(out, item->wall_time, item->step, payload);
+            break;
+        case ItemKind::file_version:
+            encode_file_version_event(out, item->wall_time, item->step, item->with_source);
+            break;
+        case ItemKind::session_start:
+            encode_session_start_event(out, item->wall_time, item->step);
+            break;
+        case ItemKind::histogram: {
+            const Histogram h =
+                tensorflow_histogram(item->payload(), item->count, item->dtype, item->max_bins);
+            encode_histogram_event(out, item->wall_time, item->step, item->tag(), h);
+            break;
+        }
+        case ItemKind::histogram_raw: {
+            Histogram h;
+            h.min = item->stats[0];
+            h.max = item->stats[1];
+            h.num = item->stats[2];
+            h.sum = item->stats[3];
+            h.sum_squares = item->stats[4];
+            const double* v = reinterpret_cast<const double*>(item->payload());
+            h.bucket_limit.assign(v, v + item->count);
+            h.bucket.assign(v + item->count, v + 2 * item->count);
+            encode_histogram_event(out, item->wall_time, item->step, item->tag(), h);
+            break;
+        }
+        case ItemKind::image:
+            encode_png(reinterpret_cast<const uint8_t*>(item->payload()), item->height,
+                       item->width, item->channels, &scratch);
+            encode_image_event(out, item->wall_time, item->step, item->tag(), item->height,
+                               item->width, item->channels, scratch);
+            if (scratch.capacity() > (8u << 20)) std::string().swap(scratch);
+            break;
+        case ItemKind::flush:
+        case ItemKind::close:
+            break;  // handled above
+    }
+    end_record(out, start);
+    f->record_added();
+    Item::destroy(item);
+    if (out.size() >= kFileBufferLimit) f->write_out(wall_clock_now());
+}
+
+void Engine::idle_wait(bool deep) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (deep) {
+        wake_cv_.wait(lock, [this] { return woken_; });
+    } else {
+        wake_cv_.wait_for(lock, kNap, [this] { return woken_; });
+    }
+    woken_ = false;
+}
+
+void Engine::run() {
+    std::string scratch;
+    int empty_naps = 0;
+    for (;;) {
+        uint64_t handled = 0;
+        size_t freed = 0;
+        while (QueueNode* node = queue_.pop()) {
+            Item* item = static_cast<Item*>(node);
+            freed += item->accounted;
+            process(item, scratch);
+            if (++handled % 64 == 0) {
+                release(freed);
+                freed = 0;
+            }
+            if (handled % kClockEvery == 0) write_dirty(wall_clock_now(), true);
+        }
+        release(freed);
+        processed_.fetch_add(handled, std::memory_order_relaxed);
+        wake_pending_.store(false, std::memory_order_relaxed);
+        // The queue is drained: everything logged so far goes to the OS now, so a killed process
+        // loses at most what arrived during the last nap.
+        if (!dirty_.empty()) write_dirty(wall_clock_now(), false);
+        if (handled) {
+            empty_naps = 0;
+            continue;
+        }
+        if (!queue_.idle()) {
+            std::this_thread::yield();  // a producer is half-way through a push
+            continue;
+        }
+        if (empty_naps < kNapsBeforeSleep) {
+            ++empty_naps;
+            idle_wait(false);
+            continue;
+        }
+        sleeping_.store(true, std::memory_order_seq_cst);
+        if (queue_.idle()) idle_wait(true);
+        sleeping_.store(false, std::memory_order_seq_cst);
+        empty_naps = 0;
+    }
+}
+
+}  // namespace fasttb

@@ -1,0 +1,126 @@
+// The background side of fasttb: one process-wide worker thread behind one byte-bounded queue,
+// shared by every writer and every add_scalars sub-run, so threads never grow with runs.
+// Items carry only owned C++ buffers; the worker never touches Python and never takes the GIL.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "event.h"
+#include "event_file.h"
+#include "histogram.h"
+#include "queue.h"
+
+namespace fasttb {
+
+enum class ItemKind : uint8_t {
+    scalar,          // value, scalar_kind
+    event,           // payload: a serialized Event
+    summary,         // payload: a serialized Summary
+    file_version,    // the first record, or (with step) the purge_step marker
+    session_start,   // the purge_step SessionLog.START marker
+    histogram,       // payload: `count` values of `dtype`
+    histogram_raw,   // payload: `count` bucket limits then `count` counts, as doubles
+    image,           // payload: height x width x channels uint8 pixels
+    flush,           // write the file (every file when `file` is null) and signal `done`
+    close,           // flush, close and delete the file, then signal `done`
+};
+
+// A waiter's side of a flush or close: the caller blocks on it (without the GIL) until the
+// worker has handled every earlier item.
+struct Completion {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    void signal();
+    void wait();
+};
+
+struct Item : QueueNode {
+    ItemKind kind;
+    ScalarKind scalar_kind = ScalarKind::simple_value;
+    DType dtype = DType::f64;
+    bool with_source = false;
+    EventFile* file = nullptr;
+    Completion* done = nullptr;
+    double wall_time = 0;
+    int64_t step = 0;
+    double value = 0;
+    double stats[5] = {};  // histogram_raw: min, max, num, sum, sum_squares
+    int64_t max_bins = 0;
+    uint32_t height = 0, width = 0, channels = 0;
+    size_t count = 0;
+    size_t accounted = 0;  // bytes counted against the queue bound
+    uint32_t tag_len = 0;
+    size_t payload_len = 0;
+    size_t payload_offset = 0;
+
+    std::string_view tag() const {
+        return {reinterpret_cast<const char*>(this + 1), tag_len};
+    }
+    char* payload() { return reinterpret_cast<char*>(this) + payload_offset; }
+
+    // One allocation holds the item, the tag and the payload (aligned for doubles).
+    static Item* make(ItemKind kind, EventFile* file, std::string_view tag, size_t payload_len);
+    static void destroy(Item* item);
+};
+
+class Engine {
+public:
+    // The engine of the current process, created (with its thread) on first use. After fork()
+    // the child gets a fresh engine: the parent's is left untouched, thread and files alike.
+    static Engine& instance();
+    static uint64_t generation();
+    // The engine of the current process if one was started, else nullptr.
+    static Engine* current();
+
+    enum class Push { ok, full, dropped };
+    // Never blocks. `full`: the item was not queued and is still the caller's; `dropped`: the
+    // drop policy freed it.
+    Push push(Item* item, bool drop_when_full);
+    // Blocks until an item of `bytes` fits. Call without the GIL.
+    void wait_for_room(size_t bytes);
+    // Queues a flush or close and waits until the worker has done it. Call without the GIL.
+    void push_and_wait(Item* control);
+
+    size_t limit() const { return limit_.load(std::memory_order_relaxed); }
+    void set_limit(size_t bytes) { limit_.store(bytes, std::memory_order_relaxed); }
+    size_t queued_bytes() const { return bytes_.load(std::memory_order_relaxed); }
+    size_t high_water() const { return high_water_.load(std::memory_order_relaxed); }
+    uint64_t items_processed() const { return processed_.load(std::memory_order_relaxed); }
+
+private:
+    Engine();
+    void wake();
+    void run();
+    void process(Item* item, std::string& scratch);
+    void mark_dirty(EventFile* f);
+    void write_dirty(double now, bool only_due);
+    void release(size_t bytes);
+    void idle_wait(bool deep);
+
+    MpscQueue queue_;
+    alignas(64) std::atomic<size_t> bytes_{0};
+    std::atomic<size_t> high_water_{0};
+    std::atomic<size_t> limit_;
+    std::atomic<bool> sleeping_{false};      // worker waits for a wake(); producers must wake it
+    std::atomic<bool> wake_pending_{false};  // a producer already asked for an early wake-up
+    std::atomic<int> room_waiters_{0};
+    std::atomic<uint64_t> processed_{0};
+    std::mutex mutex_;
+    std::condition_variable wake_cv_;
+    std::condition_variable room_cv_;
+    bool woken_ = false;  // guarded by mutex_
+    std::vector<EventFile*> dirty_;  // worker only: files whose buffer holds records
+    std::thread thread_;
+};
+
+double wall_clock_now();
+
+}  // namespace fasttb

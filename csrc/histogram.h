@@ -1,0 +1,33 @@
+// Histogram bucketing of the stock writer's default "tensorflow" edges, done in C++ on the worker.
+// The result equals what torch's SummaryWriter writes for add_histogram(bins="tensorflow").
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace fasttb {
+
+// Element types a histogram input may arrive in (copied verbatim from the caller's array).
+enum class DType : uint8_t { f16, f32, f64, i8, i16, i32, i64, u8, u16, u32, u64, boolean };
+
+size_t dtype_size(DType t);
+
+struct Histogram {
+    double min = 0, max = 0, num = 0, sum = 0, sum_squares = 0;
+    std::vector<double> bucket_limit;  // right edges, led by the left edge of the first kept bin
+    std::vector<double> bucket;        // counts, led by a zero
+};
+
+// The 1549 default edges (-9.92e19 ... 0 ... 9.92e19), built by repeated multiplication by 1.1.
+const std::vector<double>& default_edges();
+
+// True when at least one of the n values falls inside the default edges (so the histogram is
+// not empty); cheap on the caller's thread because it stops at the first such value.
+bool has_countable_value(const void* data, size_t n, DType type);
+
+// Buckets n values of `type` with the default edges. max_bins <= 0 means no merging.
+// Precondition: n > 0 and has_countable_value(data, n, type).
+Histogram tensorflow_histogram(const void* data, size_t n, DType type, int64_t max_bins);
+
+}  // namespace fasttb

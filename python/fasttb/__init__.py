@@ -1,0 +1,28 @@
+"""fasttb: TensorBoard logging at native speed, a drop-in for torch's ``SummaryWriter``.
+
+Change one import line::
+
+    from fasttb import SummaryWriter   # was: from torch.utils.tensorboard import SummaryWriter
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import _core
+from .writer import FileWriter, SummaryWriter
+
+try:
+    __version__ = version("fasttb")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0"
+
+
+def set_queue_limit(nbytes: int) -> None:
+    """Bound the process-wide record queue to ``nbytes`` bytes (default 256 MiB, or the
+    ``FASTTB_QUEUE_BYTES`` environment variable). Copied histogram values and image pixels count
+    against it."""
+    _core.set_queue_limit(int(nbytes))
+
+
+__all__ = ["FileWriter", "SummaryWriter", "set_queue_limit", "__version__"]

@@ -1,0 +1,124 @@
+"""Argument conversion shared by every ``add_*`` method.
+
+The rules are the stock writer's (``make_np`` and friends); the errors are clearer. Each error
+names the argument, is a ``TypeError`` or ``ValueError`` as Python convention asks, and is also an
+instance of the exception type the stock writer raises for the same input, so existing
+``except`` clauses keep working. torch is only imported when a value is a torch tensor.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+class ArgumentTypeError(TypeError, NotImplementedError):
+    """An argument of a type the writer cannot log (the stock writer raises NotImplementedError)."""
+
+
+class ArgumentShapeError(ValueError, AssertionError):
+    """An array argument of the wrong shape (the stock writer raises AssertionError)."""
+
+
+def _is_torch_tensor(value: Any) -> bool:
+    # The module name is checked first so that numpy and Python inputs never import torch.
+    if not type(value).__module__.startswith("torch"):
+        return False
+    import torch
+
+    return isinstance(value, torch.Tensor)
+
+
+def make_np(value: Any, argument: str = "value") -> np.ndarray:
+    """Convert ``value`` to a numpy array the way the stock writer does.
+
+    numpy arrays pass through unchanged; anything numpy treats as a scalar becomes a 1-element
+    array; torch tensors on any device are detached and copied to host memory, bfloat16 by way of
+    float16 as in the stock writer. Lists, tuples and ``None`` are refused.
+    """
+    if isinstance(value, np.ndarray):
+        return value
+    if np.isscalar(value):
+        return np.array([value])
+    if _is_torch_tensor(value):
+        import torch
+
+        if value.device.type == "meta":
+            raise ValueError(f"{argument}: a tensor on the meta device has no values to log")
+        if value.dtype == torch.bfloat16:
+            value = value.to(torch.float16)
+        return value.detach().cpu().numpy()
+    raise ArgumentTypeError(
+        f"{argument}: expected a number, numpy array or torch tensor, got {type(value).__name__}"
+    )
+
+
+def to_tag(tag: Any, argument: str = "tag") -> str:
+    """A summary tag as text: ``str`` as is, UTF-8 ``bytes`` decoded, ``None`` as empty."""
+    if type(tag) is str:
+        return tag
+    if isinstance(tag, str):
+        return str(tag)
+    if tag is None:
+        return ""
+    if isinstance(tag, bytes):
+        try:
+            return tag.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{argument}: bytes that are not valid UTF-8: {exc}") from None
+    raise TypeError(f"{argument}: expected a str, got {type(tag).__name__}")
+
+
+def to_step(global_step: Any, argument: str = "global_step") -> int:
+    """``int(global_step)`` (0 for ``None``), checked to fit the int64 ``Event.step`` field."""
+    if global_step is None:
+        return 0
+    try:
+        step = int(global_step)
+    except (TypeError, ValueError) as exc:
+        kind = TypeError if isinstance(exc, TypeError) else ValueError
+        raise kind(f"{argument}: expected an integer, got {global_step!r}") from None
+    if not _INT64_MIN <= step <= _INT64_MAX:
+        raise ValueError(f"{argument}: {step} is out of the int64 range of Event.step")
+    return step
+
+
+def to_walltime(walltime: Any, argument: str = "walltime") -> float:
+    """Seconds since the epoch: ``walltime`` as a float, or now when it is ``None``."""
+    if walltime is None:
+        return time.time()
+    if isinstance(walltime, (str, bytes)):
+        raise TypeError(f"{argument}: expected a number of seconds, got {type(walltime).__name__}")
+    try:
+        return float(walltime)
+    except (TypeError, ValueError):
+        raise TypeError(f"{argument}: expected a number of seconds, got {walltime!r}") from None
+
+
+def to_scalar(value: Any, argument: str = "scalar_value") -> float:
+    """One number as a Python float, accepting whatever the stock writer accepts.
+
+    Python and numpy numbers, numeric strings (``"1.5"``, as the stock writer does), and arrays
+    or tensors holding exactly one element.
+    """
+    if type(value) is float:
+        return value
+    array = make_np(value, argument).squeeze()
+    if array.ndim != 0:
+        raise ArgumentShapeError(
+            f"{argument}: expected a single number, got an array of shape {tuple(array.shape)} "
+            f"({array.size} elements)"
+        )
+    if array.dtype.kind == "c":
+        raise TypeError(f"{argument}: complex numbers cannot be logged as scalars")
+    try:
+        return float(array)
+    except (TypeError, ValueError):
+        raise ValueError(f"{argument}: cannot convert {value!r} to a number") from None
+    except OverflowError:
+        raise ValueError(f"{argument}: {value!r} is too large to convert to a float") from None

@@ -1,0 +1,483 @@
+"""The drop-in ``SummaryWriter`` and the ``FileWriter`` it writes through.
+
+The caller's thread only validates, converts, copies and queues; encoding, histogram bucketing,
+PNG encoding, framing, checksums and file I/O happen in ``fasttb._core`` on one background
+thread shared by every writer of the process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import socket
+import time
+from datetime import datetime
+from typing import Any, Callable, Dict, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _core
+from ._convert import make_np, to_scalar, to_step, to_tag, to_walltime
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# Event file names end in a process-wide counter, as in tensorboard's writer. A forked child
+# inherits the value, and its pid keeps its names apart from the parent's.
+_file_counter = itertools.count()
+
+# Everything queued is written to the OS when the interpreter exits, closed or not.
+atexit.register(_core.flush_all)
+
+
+def _never_pushed(tag: Any, value: Any, step: Any, walltime: Any) -> bool:
+    return False
+
+
+def _event_file_name(suffix: str) -> str:
+    return (
+        f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+        f"{os.getpid()}.{next(_file_counter)}{suffix}"
+    )
+
+
+class FileWriter:
+    """Writes events to one event file in ``log_dir``, through the background worker.
+
+    The same shape as ``torch.utils.tensorboard.FileWriter``: ``add_event``, ``add_summary``,
+    ``get_logdir``, ``flush``, ``close`` and ``reopen``. ``max_queue`` is accepted for
+    compatibility; fasttb bounds its one process-wide queue in bytes instead (see
+    ``fasttb.set_queue_limit``). With ``on_full="drop"``, records that find the queue full are
+    counted and dropped instead of waiting for room.
+    """
+
+    def __init__(
+        self,
+        log_dir: PathLike,
+        max_queue: int = 10,
+        flush_secs: float = 120,
+        filename_suffix: str = "",
+        *,
+        on_full: str = "block",
+    ) -> None:
+        if on_full not in ("block", "drop"):
+            raise ValueError(f"on_full: expected 'block' or 'drop', got {on_full!r}")
+        if not isinstance(filename_suffix, str):
+            raise TypeError(f"filename_suffix: expected a str, got {type(filename_suffix).__name__}")
+        try:
+            flush_secs = float(flush_secs)
+        except (TypeError, ValueError):
+            raise TypeError(f"flush_secs: expected a number of seconds, got {flush_secs!r}") from None
+        if not flush_secs > 0:
+            raise ValueError(f"flush_secs: must be positive, got {flush_secs}")
+        self._log_dir = str(log_dir)
+        self._max_queue = max_queue
+        self._flush_secs = flush_secs
+        self._suffix = filename_suffix
+        self._drop = on_full == "drop"
+        self._open()
+
+    def _open(self) -> None:
+        os.makedirs(self._log_dir, exist_ok=True)
+        while True:
+            path = os.path.join(self._log_dir, _event_file_name(self._suffix))
+            try:
+                core = _core.EventWriter(os.fsencode(path), self._flush_secs, self._drop, time.time())
+            except FileExistsError:
+                continue  # another writer (maybe tensorboard's, in this process) took the name
+            break
+        self._core = core
+        # Bound fast path of add_scalar: True when it queued the record, False to fall back.
+        self._push: Callable[[Any, Any, Any, Any], bool] = core.scalar_pusher()
+        self._closed = False
+
+    def _ready(self) -> "_core.EventWriter":
+        """The core writer to queue to, after the checks every record needs."""
+        if self._closed:
+            raise OSError("Writer is closed")
+        if self._core.stale:
+            # Inherited through fork: the parent's file is left alone and this process gets
+            # its own file in the same directory.
+            self._open()
+        return self._core
+
+    def get_logdir(self) -> str:
+        """The directory this writer's event file is in."""
+        return self._log_dir
+
+    @property
+    def path(self) -> str:
+        """The path of the current event file."""
+        return os.fsdecode(self._core.path)
+
+    def add_event(self, event: Any, step: Optional[int] = None, walltime: Optional[float] = None) -> None:
+        """Write a protobuf ``Event``, setting its ``wall_time`` (now unless ``walltime`` is
+        given) and, when ``step`` is given, its ``step``."""
+        event.wall_time = time.time() if walltime is None else walltime
+        if step is not None:
+            event.step = int(step)
+        self._ready().push_event(event.SerializeToString())
+
+    def add_summary(self, summary: Any, global_step: Optional[int] = None, walltime: Optional[float] = None) -> None:
+        """Write a protobuf ``Summary`` as an event at ``global_step``."""
+        wall_time = to_walltime(walltime)
+        step = to_step(global_step)
+        self._ready().push_summary(summary.SerializeToString(), step, wall_time)
+
+    def add_graph(self, graph_profile: Any, walltime: Optional[float] = None) -> None:
+        """Write a ``(GraphDef, RunMetadata)`` pair as the stock writer does: a ``graph_def``
+        event, then a ``tagged_run_metadata`` event tagged ``step1``."""
+        graph, run_metadata = graph_profile
+        from tensorboard.compat.proto import event_pb2
+
+        self.add_event(event_pb2.Event(graph_def=graph.SerializeToString()), None, walltime)
+        tagged = event_pb2.TaggedRunMetadata(tag="step1", run_metadata=run_metadata.SerializeToString())
+        self.add_event(event_pb2.Event(tagged_run_metadata=tagged), None, walltime)
+
+    def add_onnx_graph(self, graph: Any, walltime: Optional[float] = None) -> None:
+        """Write a ``GraphDef`` as a ``graph_def`` event."""
+        from tensorboard.compat.proto import event_pb2
+
+        self.add_event(event_pb2.Event(graph_def=graph.SerializeToString()), None, walltime)
+
+    def flush(self) -> None:
+        """Return once every event added before the call is written to the OS."""
+        if not self._closed and not self._core.stale:
+            self._core.flush()
+
+    def close(self) -> None:
+        """Write everything still queued and close the file. Calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._push = _never_pushed
+        if not self._core.stale:
+            self._core.close()
+
+    def reopen(self) -> None:
+        """Open a new event file in the same directory after ``close()``."""
+        if self._closed:
+            self._open()
+
+    def stats(self) -> Dict[str, int]:
+        """Counters of this file: records and bytes written, dropped, stalls, lost."""
+        return self._core.stats()
+
+
+class SummaryWriter:
+    """Writes TensorBoard event files: a drop-in replacement for
+    ``torch.utils.tensorboard.SummaryWriter``.
+
+    Args:
+        log_dir: The run directory. Defaults to ``runs/<MonDD_HH-MM-SS>_<hostname><comment>``.
+        comment: Appended to the default ``log_dir``; ignored when ``log_dir`` is given.
+        purge_step: When resuming a run that crashed at step ``T + X``, pass ``T``: TensorBoard
+            then discards the run's events at steps ``>= T`` written before this file.
+        max_queue: Accepted for compatibility. fasttb queues every writer's records in one
+            process-wide queue bounded in bytes (``fasttb.set_queue_limit``).
+        flush_secs: Longest time a record may wait in memory while the worker is busy; an idle
+            worker writes to the OS as soon as it has drained the queue.
+        filename_suffix: Appended to the name of every event file this writer creates.
+        on_full: ``"block"`` (default) waits for room when the queue is full, losing nothing;
+            ``"drop"`` drops the record and counts it in ``stats()["dropped"]``. fasttb only.
+    """
+
+    def __init__(
+        self,
+        log_dir: Optional[PathLike] = None,
+        comment: str = "",
+        purge_step: Optional[int] = None,
+        max_queue: int = 10,
+        flush_secs: float = 120,
+        filename_suffix: str = "",
+        *,
+        on_full: str = "block",
+    ) -> None:
+        if not log_dir:
+            stamp = datetime.now().strftime("%b%d_%H-%M-%S")
+            log_dir = os.path.join("runs", f"{stamp}_{socket.gethostname()}{comment}")
+        self.log_dir = log_dir
+        self.purge_step = purge_step
+        self.max_queue = max_queue
+        self.flush_secs = flush_secs
+        self.filename_suffix = filename_suffix
+        self._on_full = on_full
+        self.file_writer: Optional[FileWriter] = None
+        self.all_writers: Optional[Dict[str, FileWriter]] = None
+        self._scalar_push: Callable[[Any, Any, Any, Any], bool] = _never_pushed
+        self._get_file_writer()
+
+    # -- writers -------------------------------------------------------------------------------
+
+    def _new_file_writer(self, log_dir: PathLike) -> FileWriter:
+        return FileWriter(log_dir, self.max_queue, self.flush_secs, self.filename_suffix, on_full=self._on_full)
+
+    def _get_file_writer(self) -> FileWriter:
+        """The main file writer, created again if the writer was closed."""
+        if self.all_writers is None or self.file_writer is None:
+            self.file_writer = self._new_file_writer(self.log_dir)
+            self.all_writers = {self.file_writer.get_logdir(): self.file_writer}
+            if self.purge_step is not None:
+                core = self.file_writer._ready()
+                core.push_purge_markers(to_step(self.purge_step, "purge_step"), time.time(), time.time())
+                self.purge_step = None
+        return self.file_writer
+
+    def _main(self) -> "_core.EventWriter":
+        """The main file's core writer, ready for a record (re-created after close or fork)."""
+        writer = self._get_file_writer()
+        core = writer._ready()
+        self._scalar_push = writer._push
+        return core
+
+    def get_logdir(self) -> PathLike:
+        """The run directory, exactly as it was given (or the default chosen)."""
+        return self.log_dir
+
+    @property
+    def default_bins(self) -> list:
+        """The 1549 bucket edges of ``bins="tensorflow"`` histograms."""
+        return _core.default_edges()
+
+    # -- scalars -------------------------------------------------------------------------------
+
+    def add_scalar(
+        self,
+        tag: str,
+        scalar_value: Any,
+        global_step: Optional[int] = None,
+        walltime: Optional[float] = None,
+        new_style: bool = False,
+        double_precision: bool = False,
+    ) -> None:
+        """Log one number.
+
+        Args:
+            tag: Name of the series.
+            scalar_value: A Python or numpy number, a numeric string, or an array or tensor
+                with exactly one element.
+            global_step: Step of the value (``int()`` is applied).
+            walltime: Seconds since the epoch; now by default.
+            new_style: Write a tensor-valued summary instead of ``simple_value``.
+            double_precision: With ``new_style``, keep the value as a double. (TensorBoard's
+                default data server does not show double-precision scalars.)
+        """
+        # Plain arguments go straight to the native queue; anything else, and every error,
+        # takes the general path below.
+        if not new_style and self._scalar_push(tag, scalar_value, global_step, walltime):
+            return
+        kind = (2 if double_precision else 1) if new_style else 0
+        value = to_scalar(scalar_value)
+        step = to_step(global_step)
+        wall_time = to_walltime(walltime)
+        self._main().push_scalar(to_tag(tag), value, step, wall_time, kind)
+
+    def add_scalars(
+        self,
+        main_tag: str,
+        tag_scalar_dict: Dict[str, Any],
+        global_step: Optional[int] = None,
+        walltime: Optional[float] = None,
+    ) -> None:
+        """Log several numbers under one chart: each key becomes a run of its own, in the
+        directory ``<log_dir>/<main_tag with "/" as "_">_<key>``, holding the tag ``main_tag``."""
+        main_tag = to_tag(main_tag, "main_tag")
+        if not isinstance(tag_scalar_dict, dict):
+            raise TypeError(f"tag_scalar_dict: expected a dict, got {type(tag_scalar_dict).__name__}")
+        wall_time = to_walltime(walltime)
+        step = to_step(global_step)
+        values = [(to_tag(key, "tag_scalar_dict key"), to_scalar(v, f"tag_scalar_dict[{key!r}]"))
+                  for key, v in tag_scalar_dict.items()]
+        base = self._get_file_writer().get_logdir()
+        writers = self.all_writers
+        assert writers is not None
+        prefix = main_tag.replace("/", "_")
+        for key, value in values:
+            run_dir = base + "/" + prefix + "_" + key
+            writer = writers.get(run_dir)
+            if writer is None:
+                writer = writers[run_dir] = self._new_file_writer(run_dir)
+            writer._ready().push_scalar(main_tag, value, step, wall_time, 0)
+
+    # -- histograms ----------------------------------------------------------------------------
+
+    def add_histogram(
+        self,
+        tag: str,
+        values: Any,
+        global_step: Optional[int] = None,
+        bins: Any = "tensorflow",
+        walltime: Optional[float] = None,
+        max_bins: Optional[int] = None,
+    ) -> None:
+        """Log the distribution of ``values`` (an array or tensor of any shape).
+
+        With the default ``bins="tensorflow"`` the values are copied and bucketed on the
+        background thread into TensorBoard's 1548 exponential buckets; other ``bins`` (an int, a
+        numpy estimator name such as ``"auto"``, or a sequence of edges) are computed with numpy.
+        ``max_bins`` merges neighbouring buckets as the stock writer does.
+        """
+        from ._histogram import histogram_request
+
+        tag = to_tag(tag)
+        step = to_step(global_step)
+        wall_time = to_walltime(walltime)
+        request = histogram_request(values, bins, max_bins)
+        core = self._main()
+        if request[0] == "native":
+            core.push_histogram(tag, request[1], request[2], step, wall_time)
+        else:
+            mn, mx, num, total, squares, limits, counts = request[1]
+            core.push_histogram_raw(tag, mn, mx, num, total, squares, limits, counts, step, wall_time)
+
+    def add_histogram_raw(
+        self,
+        tag: str,
+        min: float,
+        max: float,
+        num: float,
+        sum: float,
+        sum_squares: float,
+        bucket_limits: Sequence[float],
+        bucket_counts: Sequence[float],
+        global_step: Optional[int] = None,
+        walltime: Optional[float] = None,
+    ) -> None:
+        """Log a histogram computed elsewhere: its statistics, the right edge of every bucket
+        and every bucket's count (the two sequences must have the same length)."""
+        tag = to_tag(tag)
+        limits = _doubles(bucket_limits, "bucket_limits")
+        counts = _doubles(bucket_counts, "bucket_counts")
+        if len(limits) != len(counts):
+            raise ValueError("len(bucket_limits) != len(bucket_counts), see the document.")
+        stats = [_double_or_zero(v, name) for v, name in
+                 ((min, "min"), (max, "max"), (num, "num"), (sum, "sum"), (sum_squares, "sum_squares"))]
+        step = to_step(global_step)
+        wall_time = to_walltime(walltime)
+        self._main().push_histogram_raw(tag, *stats, limits, counts, step, wall_time)
+
+    # -- images --------------------------------------------------------------------------------
+
+    def add_image(
+        self,
+        tag: str,
+        img_tensor: Any,
+        global_step: Optional[int] = None,
+        walltime: Optional[float] = None,
+        dataformats: str = "CHW",
+    ) -> None:
+        """Log one image: an array or tensor laid out as ``dataformats`` (``CHW``, ``HWC``,
+        ``HW``, ...), uint8 as is or float in [0, 1] (scaled by 255 and clipped). Grayscale is
+        stored as RGB. The PNG is encoded on the background thread."""
+        from ._image import image_to_hwc_uint8
+
+        self._push_image(tag, image_to_hwc_uint8(img_tensor, dataformats), global_step, walltime)
+
+    def add_images(
+        self,
+        tag: str,
+        img_tensor: Any,
+        global_step: Optional[int] = None,
+        walltime: Optional[float] = None,
+        dataformats: str = "NCHW",
+    ) -> None:
+        """Log a batch of images tiled into one grid image, 8 per row (``NCHW`` or ``NHWC``)."""
+        from ._image import images_to_hwc_uint8
+
+        self._push_image(tag, images_to_hwc_uint8(img_tensor, dataformats), global_step, walltime)
+
+    def add_figure(
+        self,
+        tag: str,
+        figure: Any,
+        global_step: Optional[int] = None,
+        close: bool = True,
+        walltime: Optional[float] = None,
+    ) -> None:
+        """Render a matplotlib figure (or a list of figures, tiled) and log it as an image;
+        the figure is closed afterwards unless ``close`` is false."""
+        from ._image import figure_to_chw_uint8, image_to_hwc_uint8, images_to_hwc_uint8
+
+        chw = figure_to_chw_uint8(figure, close)
+        if isinstance(figure, list):
+            pixels = images_to_hwc_uint8(chw, "NCHW")
+        else:
+            pixels = image_to_hwc_uint8(chw, "CHW")
+        self._push_image(tag, pixels, global_step, walltime)
+
+    def _push_image(self, tag: Any, pixels: np.ndarray, global_step: Any, walltime: Any) -> None:
+        tag = to_tag(tag)
+        step = to_step(global_step)
+        wall_time = to_walltime(walltime)
+        self._main().push_image(tag, pixels, step, wall_time)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Return once everything logged before the call is written to the OS."""
+        if self.all_writers is None:
+            return
+        for writer in self.all_writers.values():
+            writer.flush()
+
+    def close(self) -> None:
+        """Write everything still queued and close every file of this writer.
+
+        Logging after ``close()`` starts a new event file, as the stock writer does. Calling
+        ``close()`` again does nothing.
+        """
+        if self.all_writers is None:
+            return
+        writers = list(self.all_writers.values())
+        self.file_writer = self.all_writers = None
+        self._scalar_push = _never_pushed
+        error: Optional[BaseException] = None
+        for writer in writers:
+            try:
+                writer.close()
+            except OSError as exc:  # close the others, then report the first failure
+                error = error or exc
+        if error is not None:
+            raise error
+
+    def stats(self) -> Dict[str, int]:
+        """Counters for this writer's files (records, bytes, dropped, stalls, lost) and the
+        process-wide queue (queue_bytes, queue_high_water, queue_limit)."""
+        totals: Dict[str, int] = {"records": 0, "bytes": 0, "dropped": 0, "stalls": 0, "lost": 0}
+        for writer in (self.all_writers or {}).values():
+            for key, value in writer.stats().items():
+                totals[key] += value
+        totals.update(_core.engine_stats())
+        return totals
+
+    def __enter__(self) -> "SummaryWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close()
+
+
+def _doubles(values: Any, argument: str) -> list:
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{argument}: expected a sequence of numbers, got {type(values).__name__}")
+    if _is_array_like(values):
+        return make_np(values, argument).astype(np.float64).ravel().tolist()
+    try:
+        return [float(v) for v in values]
+    except TypeError:
+        raise TypeError(f"{argument}: expected a sequence of numbers, got {values!r}") from None
+
+
+def _is_array_like(values: Any) -> bool:
+    return isinstance(values, np.ndarray) or type(values).__module__.startswith("torch")
+
+
+def _double_or_zero(value: Any, argument: str) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{argument}: expected a number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{argument}: expected a number, got {value!r}") from None

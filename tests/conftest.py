@@ -1,0 +1,61 @@
+"""Shared helpers: an independent TFRecord reader (CRCs checked with the `crc32c` package) and
+the real tensorboard's loaders, so every test reads files back the way users' tools do."""
+
+from __future__ import annotations
+
+import glob
+import os
+import struct
+from typing import List
+
+import crc32c
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.compat.proto import event_pb2
+
+
+def masked(data: bytes) -> int:
+    c = crc32c.crc32c(data)
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def read_records(path: str) -> List[bytes]:
+    """Every record payload of one event file; fails on a bad CRC or a torn tail."""
+    with open(path, "rb") as f:
+        data = f.read()
+    out, pos = [], 0
+    while pos < len(data):
+        assert pos + 12 <= len(data), f"{path}: torn record header at {pos}"
+        (length,) = struct.unpack_from("<Q", data, pos)
+        (length_crc,) = struct.unpack_from("<I", data, pos + 8)
+        assert length_crc == masked(data[pos : pos + 8]), f"{path}: bad length CRC at {pos}"
+        end = pos + 12 + length
+        assert end + 4 <= len(data), f"{path}: torn record at {pos}"
+        payload = data[pos + 12 : end]
+        (data_crc,) = struct.unpack_from("<I", data, end)
+        assert data_crc == masked(payload), f"{path}: bad data CRC at {pos}"
+        out.append(payload)
+        pos = end + 4
+    return out
+
+
+def event_files(directory: str) -> List[str]:
+    return sorted(glob.glob(os.path.join(str(directory), "*tfevents*")))
+
+
+def read_events(directory: str) -> List[event_pb2.Event]:
+    """Events of every file directly in `directory`, files in name order."""
+    return [event_pb2.Event.FromString(p) for f in event_files(directory) for p in read_records(f)]
+
+
+def accumulator(directory: str) -> event_accumulator.EventAccumulator:
+    acc = event_accumulator.EventAccumulator(
+        str(directory), size_guidance=event_accumulator.STORE_EVERYTHING_SIZE_GUIDANCE
+    )
+    acc.Reload()
+    return acc
+
+
+@pytest.fixture
+def logdir(tmp_path):
+    return str(tmp_path / "run")
