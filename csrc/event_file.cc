@@ -43,14 +43,20 @@ void EventFile::write_out(double now) {
         const ssize_t n = ::write(fd_, p, left);
         if (n < 0) {
             if (errno == EINTR) continue;
-            // A partial record may be on disk now; readers stop at it, and nothing later is
-            // written, so the file stays a clean prefix of the log.
-            fail(errno, "cannot write event file");
+            const int err = errno;
+            // Part of the buffer may be on disk, ending in a torn record: cut the file back to
+            // the last complete buffer so that it stays a clean prefix of the log (the records
+            // of this buffer are counted as lost).
+            if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+                // Nothing more to do: readers stop at a torn record anyway.
+            }
+            fail(err, "cannot write event file");
             return;
         }
         p += n;
         left -= static_cast<size_t>(n);
     }
+    size_ += buffer_.size();
     state_->bytes_written.fetch_add(buffer_.size(), std::memory_order_relaxed);
     state_->records_written.fetch_add(pending_records_, std::memory_order_relaxed);
     pending_records_ = 0;

@@ -67,6 +67,7 @@ private:
     double flush_secs_;
     double last_write_ = 0;
     uint64_t pending_records_ = 0;
+    uint64_t size_ = 0;  // bytes of complete buffers on disk (the file is created empty)
     std::string buffer_;
     std::shared_ptr<FileState> state_;
 };

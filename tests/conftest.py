@@ -19,12 +19,15 @@ def masked(data: bytes) -> int:
     return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def read_records(path: str) -> List[bytes]:
-    """Every record payload of one event file; fails on a bad CRC or a torn tail."""
+def read_records(path: str, allow_torn_tail: bool = False) -> List[bytes]:
+    """Every record payload of one event file; fails on a bad CRC, and on a torn final record
+    unless `allow_torn_tail` (what a killed process may leave)."""
     with open(path, "rb") as f:
         data = f.read()
     out, pos = [], 0
     while pos < len(data):
+        if allow_torn_tail and (pos + 12 > len(data) or pos + 16 + struct.unpack_from("<Q", data, pos)[0] > len(data)):
+            break
         assert pos + 12 <= len(data), f"{path}: torn record header at {pos}"
         (length,) = struct.unpack_from("<Q", data, pos)
         (length_crc,) = struct.unpack_from("<I", data, pos + 8)
