@@ -58,24 +58,106 @@ void Completion::wait() {
     cv.wait(lock, [this] { return done; });
 }
 
+namespace {
+
+constexpr size_t kChainLength = 128;  // blocks per batch handed between worker and producers
+constexpr size_t kPoolChains = 256;   // at most 8 MiB of idle blocks
+
+void free_chain(Engine::Chain& chain) {
+    for (void* block : chain) ::operator delete(block);
+    chain.clear();
+}
+
+// Each producer thread keeps its own batch of free blocks and refills it a batch at a time.
+struct ProducerCache {
+    Engine::Chain chain;
+    Engine* engine = nullptr;
+    uint64_t generation = 0;
+
+    ~ProducerCache() {
+        if (engine && generation == Engine::generation() && engine == Engine::current())
+            engine->give_chain(std::move(chain));
+        else
+            free_chain(chain);
+    }
+
+    void* take(Engine& e) {
+        const uint64_t gen = Engine::generation();
+        if (engine != &e || generation != gen) {
+            free_chain(chain);  // blocks of another engine (a forked child's inheritance)
+            engine = &e;
+            generation = gen;
+        }
+        if (chain.empty() && !e.take_chain(&chain)) return ::operator new(kSmallBlock, std::nothrow);
+        void* block = chain.back();
+        chain.pop_back();
+        return block;
+    }
+
+    void put(void* block) { chain.push_back(block); }
+};
+
+thread_local ProducerCache t_cache;
+
+}  // namespace
+
 Item* Item::make(ItemKind kind, EventFile* file, std::string_view tag, size_t payload_len) {
     const size_t payload_offset = (sizeof(Item) + tag.size() + 15) & ~size_t(15);
-    void* mem = ::operator new(payload_offset + payload_len, std::nothrow);
+    const bool small = payload_offset + payload_len <= kSmallBlock;
+    void* mem = small ? t_cache.take(Engine::instance())
+                      : ::operator new(payload_offset + payload_len, std::nothrow);
     if (!mem) return nullptr;
     Item* item = new (mem) Item();
     item->kind = kind;
     item->file = file;
+    item->pooled = small;
     item->tag_len = static_cast<uint32_t>(tag.size());
     item->payload_len = payload_len;
     item->payload_offset = payload_offset;
     item->accounted = payload_offset + payload_len;
-    if (!tag.empty()) std::memcpy(item + 1, tag.data(), tag.size());
+    if (!tag.empty()) std::memcpy(reinterpret_cast<char*>(item + 1), tag.data(), tag.size());
     return item;
 }
 
-void Item::destroy(Item* item) {
+void Item::discard(Item* item) {
+    const bool pooled = item->pooled;
     item->~Item();
-    ::operator delete(item);
+    if (pooled)
+        t_cache.put(item);
+    else
+        ::operator delete(item);
+}
+
+bool Engine::take_chain(Chain* out) {
+    std::lock_guard<std::mutex> lock(pool_mutex_);
+    if (pool_.empty()) return false;
+    out->swap(pool_.back());
+    pool_.pop_back();
+    return true;
+}
+
+void Engine::give_chain(Chain chain) {
+    if (chain.empty()) return;
+    {
+        std::lock_guard<std::mutex> lock(pool_mutex_);
+        if (pool_.size() < kPoolChains) {
+            pool_.push_back(std::move(chain));
+            return;
+        }
+    }
+    free_chain(chain);
+}
+
+void Engine::recycle(Item* item) {
+    const bool pooled = item->pooled;
+    item->~Item();
+    if (!pooled) {
+        ::operator delete(item);
+        return;
+    }
+    if (worker_chain_.capacity() < kChainLength) worker_chain_.reserve(kChainLength);
+    worker_chain_.push_back(item);
+    if (worker_chain_.size() == kChainLength) give_chain(std::move(worker_chain_));
 }
 
 Engine& Engine::instance() {
@@ -108,21 +190,23 @@ Engine::Engine() : limit_(kDefaultLimit) {
 
 Engine::Push Engine::push(Item* item, bool drop_when_full) {
     const size_t size = item->accounted;
-    const size_t total = bytes_.fetch_add(size, std::memory_order_relaxed) + size;
+    const size_t pushed = pushed_.fetch_add(size, std::memory_order_relaxed) + size;
+    // released_ may lag behind the worker a little, which only overstates the queue.
+    const size_t queued = pushed - released_.load(std::memory_order_relaxed);
     const size_t limit = limit_.load(std::memory_order_relaxed);
     // An item larger than the whole bound still goes through once the queue is empty.
-    if (total > limit && total != size) {
-        bytes_.fetch_sub(size, std::memory_order_relaxed);
+    if (queued > limit && queued != size) {
+        pushed_.fetch_sub(size, std::memory_order_relaxed);
         if (!drop_when_full) return Push::full;
-        Item::destroy(item);
+        Item::discard(item);
         return Push::dropped;
     }
     size_t hw = high_water_.load(std::memory_order_relaxed);
-    while (total > hw && !high_water_.compare_exchange_weak(hw, total, std::memory_order_relaxed)) {
+    while (queued > hw && !high_water_.compare_exchange_weak(hw, queued, std::memory_order_relaxed)) {
     }
     queue_.push(item);
     if (sleeping_.load(std::memory_order_seq_cst) ||
-        (total > limit / 2 && !wake_pending_.exchange(true, std::memory_order_relaxed)))
+        (queued > limit / 2 && !wake_pending_.exchange(true, std::memory_order_relaxed)))
         wake();
     return Push::ok;
 }
@@ -141,7 +225,7 @@ void Engine::wait_for_room(size_t bytes) {
     {
         std::unique_lock<std::mutex> lock(mutex_);
         const auto fits = [&] {
-            const size_t queued = bytes_.load(std::memory_order_seq_cst);
+            const size_t queued = queued_bytes();
             return queued == 0 || queued + bytes <= limit_.load(std::memory_order_relaxed);
         };
         // The timeout only guards against a missed notification; room_cv_ normally ends it.
@@ -161,7 +245,7 @@ void Engine::push_and_wait(Item* control) {
 
 void Engine::release(size_t bytes) {
     if (!bytes) return;
-    bytes_.fetch_sub(bytes, std::memory_order_seq_cst);
+    released_.fetch_add(bytes, std::memory_order_seq_cst);
     if (room_waiters_.load(std::memory_order_seq_cst) > 0) {
         std::lock_guard<std::mutex> lock(mutex_);
         room_cv_.notify_all();
@@ -203,12 +287,12 @@ void Engine::process(Item* item, std::string& scratch) {
             }
         }
         if (item->done) item->done->signal();  // the waiter owns nothing in the item
-        Item::destroy(item);
+        recycle(item);
         return;
     }
     if (f->failed()) {
         f->state().lost.fetch_add(1, std::memory_order_relaxed);
-        Item::destroy(item);
+        recycle(item);
         return;
     }
     mark_dirty(f);
@@ -264,8 +348,17 @@ void Engine::process(Item* item, std::string& scratch) {
     }
     end_record(out, start);
     f->record_added();
-    Item::destroy(item);
+    recycle(item);
     if (out.size() >= kFileBufferLimit) f->write_out(wall_clock_now());
+}
+
+void Engine::set_paused(bool paused) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        paused_ = paused;
+        woken_ = true;
+    }
+    wake_cv_.notify_one();
 }
 
 void Engine::idle_wait(bool deep) {
@@ -282,6 +375,10 @@ void Engine::run() {
     std::string scratch;
     int empty_naps = 0;
     for (;;) {
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            wake_cv_.wait(lock, [this] { return !paused_; });
+        }
         uint64_t handled = 0;
         size_t freed = 0;
         while (QueueNode* node = queue_.pop()) {
@@ -308,6 +405,7 @@ void Engine::run() {
             std::this_thread::yield();  // a producer is half-way through a push
             continue;
         }
+        if (!worker_chain_.empty()) give_chain(std::move(worker_chain_));  // idle: hand back
         if (empty_naps < kNapsBeforeSleep) {
             ++empty_naps;
             idle_wait(false);

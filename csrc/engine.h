@@ -61,15 +61,24 @@ struct Item : QueueNode {
     size_t payload_len = 0;
     size_t payload_offset = 0;
 
+    bool pooled = false;   // a recycled small block (see Engine's pool) rather than the heap
+
     std::string_view tag() const {
         return {reinterpret_cast<const char*>(this + 1), tag_len};
     }
     char* payload() { return reinterpret_cast<char*>(this) + payload_offset; }
 
-    // One allocation holds the item, the tag and the payload (aligned for doubles).
+    // One allocation holds the item, the tag and the payload (aligned for doubles). Call on
+    // the producer's side; nullptr when memory is exhausted.
     static Item* make(ItemKind kind, EventFile* file, std::string_view tag, size_t payload_len);
-    static void destroy(Item* item);
+    // Frees an item the producer still owns (one the drop policy refused).
+    static void discard(Item* item);
 };
+
+// Small items are recycled instead of freed: the worker would otherwise free, block by block,
+// memory the producer allocated, and the allocator's shared arena lock would bounce between the
+// two cores on every record. Freed blocks travel back to producers in batches.
+constexpr size_t kSmallBlock = 256;
 
 class Engine {
 public:
@@ -91,9 +100,21 @@ public:
 
     size_t limit() const { return limit_.load(std::memory_order_relaxed); }
     void set_limit(size_t bytes) { limit_.store(bytes, std::memory_order_relaxed); }
-    size_t queued_bytes() const { return bytes_.load(std::memory_order_relaxed); }
+    size_t queued_bytes() const {
+        return pushed_.load(std::memory_order_relaxed) - released_.load(std::memory_order_relaxed);
+    }
+
+    // The pool of small blocks, in batches. The worker never writes into a freed block (the
+    // batch keeps the pointers), so a producer reusing one does not wait for its cache line.
+    using Chain = std::vector<void*>;
+    bool take_chain(Chain* out);  // any thread
+    void give_chain(Chain chain);  // any thread
     size_t high_water() const { return high_water_.load(std::memory_order_relaxed); }
     uint64_t items_processed() const { return processed_.load(std::memory_order_relaxed); }
+
+    // For benchmarks of the worker alone: while paused it takes nothing from the queue (fill
+    // the queue, resume, time the drain). Never pause around a flush: it would wait forever.
+    void set_paused(bool paused);
 
 private:
     Engine();
@@ -104,11 +125,15 @@ private:
     void write_dirty(double now, bool only_due);
     void release(size_t bytes);
     void idle_wait(bool deep);
+    void recycle(Item* item);
 
     MpscQueue queue_;
-    alignas(64) std::atomic<size_t> bytes_{0};
+    // Queued bytes are pushed_ - released_: producers only add to the first and the worker only
+    // to the second, so a push does not fight the worker for a cache line.
+    alignas(64) std::atomic<size_t> pushed_{0};
     std::atomic<size_t> high_water_{0};
     std::atomic<size_t> limit_;
+    alignas(64) std::atomic<size_t> released_{0};
     std::atomic<bool> sleeping_{false};      // worker waits for a wake(); producers must wake it
     std::atomic<bool> wake_pending_{false};  // a producer already asked for an early wake-up
     std::atomic<int> room_waiters_{0};
@@ -117,7 +142,11 @@ private:
     std::condition_variable wake_cv_;
     std::condition_variable room_cv_;
     bool woken_ = false;  // guarded by mutex_
+    bool paused_ = false;  // guarded by mutex_
     std::vector<EventFile*> dirty_;  // worker only: files whose buffer holds records
+    Chain worker_chain_;             // worker only: blocks freed since the last batch
+    std::mutex pool_mutex_;
+    std::vector<Chain> pool_;        // guarded by pool_mutex_
     std::thread thread_;
 };
 

@@ -26,10 +26,6 @@ void put_tag(std::string& out, std::string_view tag) {
     if (!tag.empty()) put_bytes_field(out, kTag, tag.data(), tag.size());
 }
 
-size_t envelope_size(double wall_time, int64_t step) {
-    return double_field_size(wall_time) + int64_field_size(step);
-}
-
 void put_envelope(std::string& out, double wall_time, int64_t step) {
     put_double_field(out, kWallTime, wall_time);
     put_int64_field(out, kStep, step);

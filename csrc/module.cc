@@ -208,11 +208,6 @@ void register_writer(py::module_& m) {
              }),
              py::arg("path"), py::arg("flush_secs") = 120.0, py::arg("drop_when_full") = false,
              py::arg("wall_time") = 0.0)
-        .def("scalar_pusher", [](const std::shared_ptr<EventWriter>& w) {
-            PyObject* fn = fasttb::make_scalar_pusher(w);
-            if (!fn) throw py::error_already_set();
-            return py::reinterpret_steal<py::object>(fn);
-        })
         .def("push_scalar", [](EventWriter& w, const py::str& tag, double value, int64_t step,
                                double wall_time, int kind) {
             if (kind < 0 || kind > 2) throw py::value_error("kind: must be 0, 1 or 2");
@@ -315,6 +310,18 @@ void register_writer(py::module_& m) {
         }, "Counters of this file: records and bytes written, drops, stalls, records lost to an error.");
 }
 
+void register_fast_path(py::module_& m) {
+    m.def("scalar_fast_path", [](const py::object& owner) {
+        PyObject* pair = fasttb::make_scalar_fast_path(owner.ptr());
+        if (!pair) throw py::error_already_set();
+        return py::reinterpret_steal<py::tuple>(pair);
+    }, py::arg("owner"), "(push, add_scalar) builtins of a SummaryWriter's scalar fast path.");
+    m.def("set_scalar_target", [](const py::object& builtin, std::shared_ptr<EventWriter> writer) {
+        if (!fasttb::set_scalar_target(builtin.ptr(), std::move(writer))) throw py::error_already_set();
+    }, py::arg("builtin"), py::arg("writer").none(true),
+       "Point a scalar fast path at an event writer (None: everything takes the general path).");
+}
+
 void register_engine(py::module_& m) {
     m.def("flush_all", [] {
         py::gil_scoped_release release;
@@ -329,6 +336,8 @@ void register_engine(py::module_& m) {
         d["items_processed"] = e ? e->items_processed() : 0;
         return d;
     }, "Counters of the process-wide queue and worker.");
+    m.def("_pause_worker", [](bool paused) { fasttb::Engine::instance().set_paused(paused); },
+          py::arg("paused"), "Benchmarks only: stop (or restart) the worker taking items.");
     m.def("set_queue_limit", [](size_t bytes) {
         if (bytes == 0) throw py::value_error("bytes: must be positive");
         fasttb::Engine::instance().set_limit(bytes);
@@ -342,5 +351,6 @@ PYBIND11_MODULE(_core, m) {
     register_crc32c(m);
     register_encoders(m);
     register_writer(m);
+    register_fast_path(m);
     register_engine(m);
 }

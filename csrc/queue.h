@@ -17,13 +17,13 @@ public:
     MpscQueue(const MpscQueue&) = delete;
     MpscQueue& operator=(const MpscQueue&) = delete;
 
-    // Any thread. seq_cst so that Engine's sleep check (a store of its flag, then a load of the
-    // tail) and a producer's push (an exchange of the tail, then a load of the flag) cannot both
-    // miss each other.
+    // Any thread. The exchange is seq_cst so that Engine's sleep check (a store of its flag,
+    // then a load of the tail in idle()) and a producer's push (this exchange, then a load of the
+    // flag) cannot both miss each other; the link itself only needs to publish the node.
     void push(QueueNode* node) {
         node->next.store(nullptr, std::memory_order_relaxed);
         QueueNode* prev = tail_.exchange(node, std::memory_order_seq_cst);
-        prev->next.store(node, std::memory_order_seq_cst);
+        prev->next.store(node, std::memory_order_release);
     }
 
     // Consumer only. Returns nullptr when empty, and also for the instant in which a producer

@@ -30,10 +30,6 @@ _file_counter = itertools.count()
 atexit.register(_core.flush_all)
 
 
-def _never_pushed(tag: Any, value: Any, step: Any, walltime: Any) -> bool:
-    return False
-
-
 def _event_file_name(suffix: str) -> str:
     return (
         f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
@@ -87,8 +83,6 @@ class FileWriter:
                 continue  # another writer (maybe tensorboard's, in this process) took the name
             break
         self._core = core
-        # Bound fast path of add_scalar: True when it queued the record, False to fall back.
-        self._push: Callable[[Any, Any, Any, Any], bool] = core.scalar_pusher()
         self._closed = False
 
     def _ready(self) -> "_core.EventWriter":
@@ -150,7 +144,6 @@ class FileWriter:
         if self._closed:
             return
         self._closed = True
-        self._push = _never_pushed
         if not self._core.stale:
             self._core.close()
 
@@ -204,7 +197,15 @@ class SummaryWriter:
         self._on_full = on_full
         self.file_writer: Optional[FileWriter] = None
         self.all_writers: Optional[Dict[str, FileWriter]] = None
-        self._scalar_push: Callable[[Any, Any, Any, Any], bool] = _never_pushed
+        # The native fast path of add_scalar: `_scalar_push(tag, value, step, walltime)` queues
+        # a plain scalar and returns True, or returns False for the general path to handle.
+        push, native_add_scalar = _core.scalar_fast_path(self)
+        self._scalar_push: Callable[[Any, Any, Any, Any], bool] = push
+        if type(self).add_scalar is SummaryWriter.add_scalar:
+            # Skips even the Python frame of add_scalar: a builtin with the same signature that
+            # hands anything but plain arguments to _add_scalar. Subclasses that override
+            # add_scalar keep their override.
+            self.add_scalar = native_add_scalar  # type: ignore[method-assign]
         self._get_file_writer()
 
     # -- writers -------------------------------------------------------------------------------
@@ -217,17 +218,17 @@ class SummaryWriter:
         if self.all_writers is None or self.file_writer is None:
             self.file_writer = self._new_file_writer(self.log_dir)
             self.all_writers = {self.file_writer.get_logdir(): self.file_writer}
+            core = self.file_writer._ready()
             if self.purge_step is not None:
-                core = self.file_writer._ready()
                 core.push_purge_markers(to_step(self.purge_step, "purge_step"), time.time(), time.time())
                 self.purge_step = None
+            _core.set_scalar_target(self._scalar_push, core)
         return self.file_writer
 
     def _main(self) -> "_core.EventWriter":
         """The main file's core writer, ready for a record (re-created after close or fork)."""
-        writer = self._get_file_writer()
-        core = writer._ready()
-        self._scalar_push = writer._push
+        core = self._get_file_writer()._ready()
+        _core.set_scalar_target(self._scalar_push, core)  # a new file after fork, say
         return core
 
     def get_logdir(self) -> PathLike:
@@ -263,9 +264,21 @@ class SummaryWriter:
                 default data server does not show double-precision scalars.)
         """
         # Plain arguments go straight to the native queue; anything else, and every error,
-        # takes the general path below.
+        # takes the general path. (Instances normally call the native add_scalar directly.)
         if not new_style and self._scalar_push(tag, scalar_value, global_step, walltime):
             return
+        self._add_scalar(tag, scalar_value, global_step, walltime, new_style, double_precision)
+
+    def _add_scalar(
+        self,
+        tag: str,
+        scalar_value: Any,
+        global_step: Optional[int] = None,
+        walltime: Optional[float] = None,
+        new_style: bool = False,
+        double_precision: bool = False,
+    ) -> None:
+        """add_scalar's general path: converts and validates every argument, then queues."""
         kind = (2 if double_precision else 1) if new_style else 0
         value = to_scalar(scalar_value)
         step = to_step(global_step)
@@ -430,7 +443,7 @@ class SummaryWriter:
             return
         writers = list(self.all_writers.values())
         self.file_writer = self.all_writers = None
-        self._scalar_push = _never_pushed
+        _core.set_scalar_target(self._scalar_push, None)
         error: Optional[BaseException] = None
         for writer in writers:
             try:
