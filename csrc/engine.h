@@ -110,6 +110,7 @@ public:
     bool take_chain(Chain* out);  // any thread
     void give_chain(Chain chain);  // any thread
     size_t high_water() const { return high_water_.load(std::memory_order_relaxed); }
+    void reset_high_water() { high_water_.store(queued_bytes(), std::memory_order_relaxed); }
     uint64_t items_processed() const { return processed_.load(std::memory_order_relaxed); }
 
     // For benchmarks of the worker alone: while paused it takes nothing from the queue (fill

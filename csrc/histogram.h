@@ -26,8 +26,15 @@ const std::vector<double>& default_edges();
 // not empty); cheap on the caller's thread because it stops at the first such value.
 bool has_countable_value(const void* data, size_t n, DType type);
 
+// True exactly when the stock writer raises ValueError("The histogram is empty, please file a
+// bug report."): no value is countable, unless max_bins == 1, where the stock trimming keeps the
+// single merged (empty) bin instead of raising. Call it on the caller's thread.
+bool tensorflow_histogram_is_empty(const void* data, size_t n, DType type, int64_t max_bins);
+
 // Buckets n values of `type` with the default edges. max_bins <= 0 means no merging.
-// Precondition: n > 0 and has_countable_value(data, n, type).
+// Precondition: n > 0 and !tensorflow_histogram_is_empty(data, n, type, max_bins); otherwise
+// bucket_limit and bucket come back empty. `data` needs no alignment. Each calling thread keeps
+// a ~70 KB scratch area for its lifetime; results are the same with or without AVX2/FMA.
 Histogram tensorflow_histogram(const void* data, size_t n, DType type, int64_t max_bins);
 
 }  // namespace fasttb

@@ -105,11 +105,13 @@ py::tuple histogram_tuple(const fasttb::Histogram& h) {
     return py::make_tuple(h.min, h.max, h.num, h.sum, h.sum_squares, h.bucket_limit, h.bucket);
 }
 
-void require_histogram_input(const py::array& values) {
+// The stock writer's errors, raised here on the caller's thread so the worker never meets them.
+void require_histogram_input(const py::array& values, int64_t max_bins) {
     require_contiguous(values, "values");
     if (values.ndim() != 1) throw py::value_error("values: must be a 1-D array");
     if (values.size() == 0) throw py::value_error("The input has no element.");
-    if (!fasttb::has_countable_value(values.data(), size_t(values.size()), histogram_dtype(values)))
+    if (fasttb::tensorflow_histogram_is_empty(values.data(), size_t(values.size()),
+                                              histogram_dtype(values), max_bins))
         throw py::value_error("The histogram is empty, please file a bug report.");
 }
 
@@ -169,7 +171,7 @@ void register_encoders(py::module_& m) {
         return py::bytes(out);
     }, py::arg("wall_time"), py::arg("step") = 0, py::arg("with_source") = true);
     m.def("tf_histogram", [](const py::array& values, int64_t max_bins) {
-        require_histogram_input(values);
+        require_histogram_input(values, max_bins);
         const auto type = histogram_dtype(values);
         fasttb::Histogram h;
         {
@@ -239,7 +241,7 @@ void register_writer(py::module_& m) {
            "Queue the purge_step pair: file_version with a step, then SessionLog.START.")
         .def("push_histogram", [](EventWriter& w, const py::str& tag, const py::array& values,
                                   int64_t max_bins, int64_t step, double wall_time) {
-            require_histogram_input(values);
+            require_histogram_input(values, max_bins);
             Item* item = new_item(w, ItemKind::histogram, tag, size_t(values.nbytes()), step,
                                   wall_time);
             item->dtype = histogram_dtype(values);
@@ -336,6 +338,8 @@ void register_engine(py::module_& m) {
         d["items_processed"] = e ? e->items_processed() : 0;
         return d;
     }, "Counters of the process-wide queue and worker.");
+    m.def("reset_queue_high_water", [] { fasttb::Engine::instance().reset_high_water(); },
+          "Start the queue's high-water mark again from what is queued now.");
     m.def("_pause_worker", [](bool paused) { fasttb::Engine::instance().set_paused(paused); },
           py::arg("paused"), "Benchmarks only: stop (or restart) the worker taking items.");
     m.def("set_queue_limit", [](size_t bytes) {

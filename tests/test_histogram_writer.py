@@ -1,0 +1,140 @@
+"""add_histogram / add_histogram_raw end to end: the same records as torch's writer (sum_squares
+within rounding, SPEC §4.4), read back by the real tensorboard."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import accumulator, read_events
+from torch.utils.tensorboard import SummaryWriter as TorchWriter
+
+from fasttb import SummaryWriter
+
+RNG = np.random.default_rng(5)
+CASES = [
+    ("normal32", RNG.standard_normal(10_000).astype(np.float32), {}),
+    ("wide64", RNG.standard_normal(3_000) * 1e10, {}),
+    ("ints", RNG.integers(-1000, 1000, (40, 50)), {}),
+    ("half", RNG.standard_normal(500).astype(np.float16), {}),
+    ("bools", RNG.random(100) > 0.5, {}),
+    ("specials", np.array([0.0, -0.0, 1e-300, np.nan, np.inf, -np.inf, 1e20, 1.0, -1e-12]), {}),
+    ("tensor", torch.linspace(-3, 3, 1001), {}),
+    ("bf16", torch.linspace(-70000, 70000, 11, dtype=torch.bfloat16), {}),
+    ("merged", RNG.standard_normal(5000), {"max_bins": 10}),
+    ("auto", RNG.standard_normal(5000), {"bins": "auto"}),
+    ("int_bins", np.arange(10, dtype=np.float32), {"bins": 5, "max_bins": 3}),
+    ("edges", RNG.uniform(0, 20, 300), {"bins": [0, 2, 4, 20]}),
+    ("scalar", 3.5, {}),
+]
+
+
+def log(writer):
+    for step, (tag, values, kwargs) in enumerate(CASES):
+        writer.add_histogram(tag, values, step, walltime=100.0 + step, **kwargs)
+    writer.add_histogram_raw("raw", 0.0, 9.0, 10, 45.0, 285.0, [3.0, 6.0, 9.0], [3, 3, 4], 20, walltime=1.0)
+    writer.add_histogram_raw("raw_np", np.float32(1), torch.tensor(2.0), 3, 4, None,
+                             np.array([1.5, 2.5]), torch.tensor([1, 2]), 21, walltime=1.0)
+    writer.add_histogram_raw("raw_empty", 0, 0, 0, 0, 0, [], [], 22, walltime=1.0)
+
+
+def test_same_records_as_torch(tmp_path):
+    with TorchWriter(str(tmp_path / "torch")) as w, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the stock writer's inf - inf in numpy
+        log(w)
+    with SummaryWriter(str(tmp_path / "fasttb")) as w:
+        log(w)
+    theirs = read_events(tmp_path / "torch")[1:]
+    ours = read_events(tmp_path / "fasttb")[1:]
+    assert len(ours) == len(theirs) == len(CASES) + 3
+    for a, b in zip(ours, theirs):
+        ha, hb = a.summary.value[0].histo, b.summary.value[0].histo
+        assert a.summary.value[0].tag == b.summary.value[0].tag
+        assert math.isclose(ha.sum_squares, hb.sum_squares, rel_tol=1e-12, abs_tol=1e-300) or (
+            math.isnan(ha.sum_squares) and math.isnan(hb.sum_squares)) or ha.sum_squares == hb.sum_squares
+        ha.sum_squares = hb.sum_squares = 0
+        for field in ("min", "max", "sum"):  # NaN bits may differ; compare them as NaN
+            x, y = getattr(ha, field), getattr(hb, field)
+            if math.isnan(x) and math.isnan(y):
+                setattr(ha, field, 0)
+                setattr(hb, field, 0)
+        assert a.SerializeToString() == b.SerializeToString(), (a, b)
+
+
+def test_tensorboard_reads_histograms(logdir):
+    values = RNG.standard_normal(100_000).astype(np.float32)
+    with SummaryWriter(logdir) as w:
+        for step in range(5):
+            w.add_histogram("weights", values + step, step)
+    acc = accumulator(logdir)
+    hist = acc.Histograms("weights")
+    assert [h.step for h in hist] == list(range(5))
+    assert hist[0].histogram_value.num == 100_000
+    assert sum(hist[0].histogram_value.bucket) == 100_000
+    assert hist[3].histogram_value.min == float((values + 3).min())
+    compressed = acc.CompressedHistograms("weights")
+    assert len(compressed) == 5 and len(compressed[0].compressed_histogram_values) == 9
+    basis_point, median = compressed[0].compressed_histogram_values[4]
+    assert basis_point == 5000
+    assert abs(median - float(np.median(values))) < 0.1
+
+
+def test_values_are_copied_before_the_call_returns(logdir):
+    values = np.ones(1_000_000, dtype=np.float32)
+    with SummaryWriter(logdir) as w:
+        w.add_histogram("h", values, 1)
+        values[:] = 100.0  # the caller reuses its buffer at once
+    h = accumulator(logdir).Histograms("h")[0].histogram_value
+    assert h.min == h.max == 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,fragment",
+    [
+        (dict(values=np.array([])), ValueError, "no element"),
+        (dict(values=np.array([np.nan, np.inf])), ValueError, "histogram is empty"),
+        (dict(values=[1.0, 2.0]), TypeError, "values"),
+        (dict(values=None), TypeError, "values"),
+        (dict(values=np.array(["a", "b"])), TypeError, "values"),
+        (dict(values=np.ones(3), max_bins=0), ZeroDivisionError, "max_bins"),
+        (dict(values=np.ones(3), global_step="x"), ValueError, "global_step"),
+        (dict(values=np.ones(3), tag=3), TypeError, "tag"),
+    ],
+)
+def test_bad_input_raises_and_keeps_earlier_records(logdir, kwargs, error, fragment):
+    args = dict(tag="h", values=np.ones(3), global_step=2)
+    args.update(kwargs)
+    with SummaryWriter(logdir) as w:
+        w.add_histogram("h", np.arange(5.0), 1)
+        with pytest.raises(error, match=fragment):
+            w.add_histogram(**args)
+    assert [h.step for h in accumulator(logdir).Histograms("h")] == [1]
+
+
+def test_raw_length_mismatch(logdir):
+    with SummaryWriter(logdir) as w:
+        with pytest.raises(ValueError, match="len\\(bucket_limits\\) != len\\(bucket_counts\\)"):
+            w.add_histogram_raw("r", 0, 1, 1, 1, 1, [1.0], [1.0, 2.0])
+        with pytest.raises(TypeError, match="min"):
+            w.add_histogram_raw("r", "zero", 1, 1, 1, 1, [1.0], [1.0])
+
+
+def test_large_histograms_count_against_the_queue_bound(logdir):
+    import fasttb
+    from fasttb import _core
+
+    before = _core.engine_stats()["queue_limit"]
+    fasttb.set_queue_limit(8 << 20)
+    _core.reset_queue_high_water()
+    try:
+        values = np.ones(1_000_000, dtype=np.float64)  # 8 MB each: one in the queue at a time
+        with SummaryWriter(logdir) as w:
+            for step in range(6):
+                w.add_histogram("big", values, step)
+            stats = w.stats()
+        # each item holds its 8 MB copy, so two never fit: the bound held with copies counted
+        assert 8_000_000 < stats["queue_high_water"] <= 8 << 20
+    finally:
+        fasttb.set_queue_limit(before)
+    assert len(accumulator(logdir).Histograms("big")) == 6
