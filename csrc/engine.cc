@@ -61,6 +61,9 @@ void Completion::wait() {
 namespace {
 
 constexpr size_t kChainLength = 128;  // blocks per batch handed between worker and producers
+constexpr size_t kLargeBlock = size_t(1) << 20;    // from here on, blocks are kept for reuse
+constexpr size_t kLargeKept = 2;                   // at most this many,
+constexpr size_t kLargeKeptBytes = size_t(128) << 20;  // holding at most this much
 constexpr size_t kPoolChains = 256;   // at most 8 MiB of idle blocks
 
 void free_chain(Engine::Chain& chain) {
@@ -103,14 +106,22 @@ thread_local ProducerCache t_cache;
 
 Item* Item::make(ItemKind kind, EventFile* file, std::string_view tag, size_t payload_len) {
     const size_t payload_offset = (sizeof(Item) + tag.size() + 15) & ~size_t(15);
-    const bool small = payload_offset + payload_len <= kSmallBlock;
-    void* mem = small ? t_cache.take(Engine::instance())
-                      : ::operator new(payload_offset + payload_len, std::nothrow);
+    const size_t size = payload_offset + payload_len;
+    const bool small = size <= kSmallBlock;
+    size_t capacity = small ? kSmallBlock : size;
+    void* mem = nullptr;
+    if (small) {
+        mem = t_cache.take(Engine::instance());
+    } else if (size >= kLargeBlock) {
+        mem = Engine::instance().take_large(size, &capacity);
+    }
+    if (!mem && !small) mem = ::operator new(size, std::nothrow);
     if (!mem) return nullptr;
     Item* item = new (mem) Item();
     item->kind = kind;
     item->file = file;
     item->pooled = small;
+    item->capacity = capacity;
     item->tag_len = static_cast<uint32_t>(tag.size());
     item->payload_len = payload_len;
     item->payload_offset = payload_offset;
@@ -121,9 +132,12 @@ Item* Item::make(ItemKind kind, EventFile* file, std::string_view tag, size_t pa
 
 void Item::discard(Item* item) {
     const bool pooled = item->pooled;
+    const size_t capacity = item->capacity;
     item->~Item();
     if (pooled)
         t_cache.put(item);
+    else if (capacity >= kLargeBlock)
+        Engine::instance().give_large(item, capacity);
     else
         ::operator delete(item);
 }
@@ -148,11 +162,59 @@ void Engine::give_chain(Chain chain) {
     free_chain(chain);
 }
 
+void* Engine::take_large(size_t bytes, size_t* capacity) {
+    std::lock_guard<std::mutex> lock(pool_mutex_);
+    for (size_t i = 0; i < large_.size(); ++i) {
+        // A block at most twice the size needed, so that reuse never hoards much more memory.
+        if (large_[i].capacity >= bytes && large_[i].capacity / 2 <= bytes) {
+            void* data = large_[i].data;
+            *capacity = large_[i].capacity;
+            large_.erase(large_.begin() + std::ptrdiff_t(i));
+            return data;
+        }
+    }
+    return nullptr;
+}
+
+void Engine::give_large(void* block, size_t capacity) {
+    {
+        std::lock_guard<std::mutex> lock(pool_mutex_);
+        size_t kept = capacity;
+        for (const Block& b : large_) kept += b.capacity;
+        if (capacity <= kLargeKeptBytes) {
+            // Make room by forgetting the oldest blocks first.
+            while (!large_.empty() && (large_.size() >= kLargeKept || kept > kLargeKeptBytes)) {
+                kept -= large_.front().capacity;
+                ::operator delete(large_.front().data);
+                large_.erase(large_.begin());
+            }
+            if (kept <= kLargeKeptBytes) {
+                large_.push_back({block, capacity});
+                return;
+            }
+        }
+    }
+    ::operator delete(block);
+}
+
+void Engine::drop_large() {
+    std::vector<Block> blocks;
+    {
+        std::lock_guard<std::mutex> lock(pool_mutex_);
+        blocks.swap(large_);
+    }
+    for (const Block& b : blocks) ::operator delete(b.data);
+}
+
 void Engine::recycle(Item* item) {
     const bool pooled = item->pooled;
+    const size_t capacity = item->capacity;
     item->~Item();
     if (!pooled) {
-        ::operator delete(item);
+        if (capacity >= kLargeBlock)
+            give_large(item, capacity);
+        else
+            ::operator delete(item);
         return;
     }
     if (worker_chain_.capacity() < kChainLength) worker_chain_.reserve(kChainLength);
@@ -411,6 +473,7 @@ void Engine::run() {
             idle_wait(false);
             continue;
         }
+        drop_large();  // idle for a while: give large blocks back to the system
         sleeping_.store(true, std::memory_order_seq_cst);
         if (queue_.idle()) idle_wait(true);
         sleeping_.store(false, std::memory_order_seq_cst);

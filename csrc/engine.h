@@ -62,6 +62,7 @@ struct Item : QueueNode {
     size_t payload_offset = 0;
 
     bool pooled = false;   // a recycled small block (see Engine's pool) rather than the heap
+    size_t capacity = 0;   // bytes of the allocation (a reused large block may be bigger)
 
     std::string_view tag() const {
         return {reinterpret_cast<const char*>(this + 1), tag_len};
@@ -109,6 +110,11 @@ public:
     using Chain = std::vector<void*>;
     bool take_chain(Chain* out);  // any thread
     void give_chain(Chain chain);  // any thread
+
+    // Large blocks (histogram values, pixels) are kept for reuse too: a fresh allocation of that
+    // size is a new mapping, and first touching its pages costs more than copying into them.
+    void* take_large(size_t bytes, size_t* capacity);  // any thread; nullptr if none fits
+    void give_large(void* block, size_t capacity);     // any thread
     size_t high_water() const { return high_water_.load(std::memory_order_relaxed); }
     void reset_high_water() { high_water_.store(queued_bytes(), std::memory_order_relaxed); }
     uint64_t items_processed() const { return processed_.load(std::memory_order_relaxed); }
@@ -148,6 +154,12 @@ private:
     Chain worker_chain_;             // worker only: blocks freed since the last batch
     std::mutex pool_mutex_;
     std::vector<Chain> pool_;        // guarded by pool_mutex_
+    struct Block {
+        void* data;
+        size_t capacity;
+    };
+    std::vector<Block> large_;       // guarded by pool_mutex_
+    void drop_large();
     std::thread thread_;
 };
 
