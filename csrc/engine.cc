@@ -400,8 +400,8 @@ void Engine::process(Item* item, std::string& scratch) {
         case ItemKind::image:
             encode_png(reinterpret_cast<const uint8_t*>(item->payload()), item->height,
                        item->width, item->channels, &scratch);
-            encode_image_event(out, item->wall_time, item->step, item->tag(), item->height,
-                               item->width, item->channels, scratch);
+            encode_image_event(out, item->wall_time, item->step, item->tag(), item->shown_height,
+                               item->shown_width, item->channels, scratch);
             if (scratch.capacity() > (8u << 20)) std::string().swap(scratch);
             break;
         case ItemKind::flush:

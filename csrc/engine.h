@@ -54,7 +54,8 @@ struct Item : QueueNode {
     double value = 0;
     double stats[5] = {};  // histogram_raw: min, max, num, sum, sum_squares
     int64_t max_bins = 0;
-    uint32_t height = 0, width = 0, channels = 0;
+    uint32_t height = 0, width = 0, channels = 0;  // image: the pixels' shape
+    uint32_t shown_height = 0, shown_width = 0;     // image: the size Summary.Image records
     size_t count = 0;
     size_t accounted = 0;  // bytes counted against the queue bound
     uint32_t tag_len = 0;

@@ -271,15 +271,22 @@ void register_writer(py::module_& m) {
            py::arg("sum_squares"), py::arg("bucket_limits"), py::arg("bucket_counts"),
            py::arg("step"), py::arg("wall_time"))
         .def("push_image", [](EventWriter& w, const py::str& tag, const py::array& pixels,
-                              int64_t step, double wall_time) {
+                              int64_t step, double wall_time, int64_t height, int64_t width) {
             require_image(pixels);
+            if (height < 0 || width < 0 || height > INT32_MAX || width > INT32_MAX)
+                throw py::value_error("height, width: must be between 0 and 2**31 - 1");
             Item* item = new_item(w, ItemKind::image, tag, size_t(pixels.nbytes()), step, wall_time);
             item->height = uint32_t(pixels.shape(0));
             item->width = uint32_t(pixels.shape(1));
             item->channels = uint32_t(pixels.shape(2));
+            item->shown_height = height ? uint32_t(height) : item->height;
+            item->shown_width = width ? uint32_t(width) : item->width;
             copy_payload(item, pixels);
             push(w, item);
-        }, py::arg("tag"), py::arg("pixels"), py::arg("step"), py::arg("wall_time"))
+        }, py::arg("tag"), py::arg("pixels"), py::arg("step"), py::arg("wall_time"),
+           py::arg("height") = 0, py::arg("width") = 0,
+           "Queue an image, PNG-encoded on the worker. height/width: the size Summary.Image "
+           "records, when it differs from the pixels' (0: the pixels' own).")
         .def("check", [](const EventWriter& w) {
             if (const int err = w.error()) raise_os_error(err, "fasttb: " + w.error_context(), w.path());
         }, "Raise the worker's error for this file, if any.")

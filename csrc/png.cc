@@ -1,18 +1,25 @@
 // PNG encoder for Summary.Image, run on the worker thread (no GIL, no exceptions, no Python).
 //
-// Speed comes from a deflate written for filtered image rows instead of a general-purpose one:
-// each row gets the PNG filter with the smallest sum of absolute residuals (the heuristic
-// Pillow and libpng use), and the deflate stream only looks for repeats of the previous pixel
-// (distance = bytes per pixel), which is where filtered images keep their redundancy. Each block
-// of rows gets its own Huffman tables from exact symbol counts, or is stored raw when that is
-// smaller, so noise costs little more than a copy. zlib supplies only the checksums.
+// The speed comes from a deflate written for filtered image rows rather than zlib's general one:
+// - every row gets the PNG filter with the smallest sum of residual magnitudes, the heuristic
+//   Pillow and libpng use, so the residuals are about what Pillow would compress;
+// - matches are found greedily: a check for a repeat of the previous pixel (distance = bytes per
+//   pixel, where filtered images keep most of their redundancy) and one hash probe. A match is
+//   taken only if it saves bits over its literals at the previous block's code lengths, and
+//   probes thin out while they save less than they cost, so photos and noise stay fast;
+// - each slice of rows gets Huffman codes from its exact symbol counts, or is stored raw when
+//   that is smaller, so incompressible data costs little more than a copy.
+// zlib supplies the chunks' CRC-32; the zlib stream's Adler-32 is computed here (SSE2 on x86-64).
 #include "png.h"
 
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <memory>
+#include <new>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -23,11 +30,22 @@ namespace {
 
 constexpr uint64_t kMaxDimension = 0x7fffffffu;  // PNG stores width and height in 31 bits
 constexpr uint64_t kMaxChunk = 0x7fffffffu;      // and chunk lengths too
-// Rows are filtered and deflated in groups of about this many bytes: small enough that the
-// group and its tokens stay in L2, large enough that a Huffman header (~100 bytes) is noise.
-constexpr size_t kBlockTarget = size_t(1) << 17;
+// Rows are filtered and deflated in groups of about this many bytes: small enough that a group
+// and its match list stay in L2, large enough that a Huffman header (~100 bytes) is noise.
+constexpr size_t kBlockTarget = size_t(1) << 16;
+constexpr size_t kMaxSlice = 2 * kBlockTarget;  // the most bytes in one deflate block
+constexpr size_t kWindow = 32768;  // deflate's largest distance
 constexpr unsigned kMinMatch = 3;
+constexpr unsigned kMinFarMatch = 4;  // the hash covers 4 bytes; 3 far bytes rarely pay anyway
 constexpr unsigned kMaxMatch = 258;
+constexpr unsigned kLongRun = 32;  // a match this long is taken without pricing or a probe
+constexpr unsigned kPricedBytes = 8;  // literals priced per candidate match (a power of two)
+// Hash probes are charged kProbeCost bits each against what their matches save; the deficit,
+// shifted right by kSkipShift, is how many positions are skipped before the next probe.
+constexpr int64_t kProbeCost = 4;
+constexpr int64_t kMaxCredit = 1024;
+constexpr unsigned kSkipShift = 5;
+constexpr int64_t kMaxSkip = 32;
 constexpr unsigned kStoredMax = 65535;
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -51,8 +69,24 @@ void store_le64(uint8_t* p, uint64_t v) {
     }
 }
 
-// Number of leading bytes equal in a and b, at most `limit`; both must be readable for
-// `limit` bytes rounded up to a multiple of 8.
+inline uint32_t load32(const uint8_t* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+inline unsigned floor_log2(uint32_t v) {  // v > 0
+#if defined(__GNUC__)
+    return 31u - static_cast<unsigned>(__builtin_clz(v));
+#else
+    unsigned k = 0;
+    while (v >>= 1) ++k;
+    return k;
+#endif
+}
+
+// Number of leading bytes equal in a and b, at most `limit`; both must be readable for `limit`
+// bytes rounded up to a multiple of 8.
 inline unsigned common_prefix(const uint8_t* a, const uint8_t* b, unsigned limit) {
     unsigned n = 0;
 #if defined(__GNUC__)
@@ -77,23 +111,24 @@ inline unsigned common_prefix(const uint8_t* a, const uint8_t* b, unsigned limit
 class BitWriter {
    public:
     explicit BitWriter(uint8_t* p) : p_(p) {}
-    // The caller keeps pending bits + len <= 64; after flush() at most 7 bits are pending.
+    // Callers keep the pending bits at 64 or fewer; after flush() at most 7 are pending.
     void put(uint64_t value, unsigned len) {
         bits_ |= value << n_;
         n_ += len;
     }
-    // Writes 8 bytes (the output has slack for that) but advances only over complete bytes.
+    // Stores 8 bytes (the output has slack for that) but advances only over complete ones.
     void flush() {
         store_le64(p_, bits_);
         p_ += n_ >> 3;
-        bits_ = (n_ & 56u) ? bits_ >> (n_ & 56u) : bits_;
+        const unsigned done = n_ & ~7u;
+        bits_ = done < 64 ? bits_ >> done : 0;
         n_ &= 7u;
     }
     void align() {
         n_ = (n_ + 7u) & ~7u;
         flush();
     }
-    uint8_t* pos() const { return p_; }  // valid after align()
+    uint8_t* pos() const { return p_; }  // the next byte, once aligned
     void skip(size_t n) { p_ += n; }
 
    private:
@@ -105,29 +140,35 @@ class BitWriter {
 // ---- Huffman codes. ----
 
 constexpr int kLitLenSymbols = 286;
+constexpr int kDistSymbols = 30;
 constexpr int kMaxSymbols = 288;
 
 // Optimal code lengths for the symbols with nonzero counts, none longer than `limit`. When the
-// optimal tree is too deep the counts are flattened and the tree rebuilt; that loses a little
-// compression only in very skewed blocks. Needs at least two used symbols so the code is
-// complete (zlib rejects incomplete codes).
+// optimal tree is too deep the counts are flattened and the tree rebuilt, which costs a little
+// compression only in very skewed blocks. Needs at least two used symbols, so that the code is
+// complete (zlib's inflate rejects incomplete codes).
 void build_lengths(const uint32_t* counts, int n, unsigned limit, uint8_t* lens) {
     uint64_t weight[kMaxSymbols];
     int order[kMaxSymbols];
     uint64_t node_weight[2 * kMaxSymbols];
     int parent[2 * kMaxSymbols];
-    uint8_t depth[2 * kMaxSymbols];
+    unsigned depth[2 * kMaxSymbols];
     int m = 0;
     for (int s = 0; s < n; ++s) {
         lens[s] = 0;
         weight[s] = counts[s];
         if (counts[s]) order[m++] = s;
     }
+    if (m < 2) {
+        if (m == 1) lens[order[0]] = 1;
+        return;
+    }
     for (;;) {
         std::sort(order, order + m, [&](int a, int b) {
             return weight[a] != weight[b] ? weight[a] < weight[b] : a < b;
         });
-        // Two-queue construction: leaves come sorted, internal nodes are made in order.
+        // Two-queue construction: leaves come sorted and inner nodes are made in weight order,
+        // so the two lightest nodes are always at the heads of the two queues.
         for (int i = 0; i < m; ++i) node_weight[i] = weight[order[i]];
         int leaf = 0, inner = m;
         for (int k = m; k < 2 * m - 1; ++k) {
@@ -141,14 +182,15 @@ void build_lengths(const uint32_t* counts, int n, unsigned limit, uint8_t* lens)
             node_weight[k] = node_weight[pick[0]] + node_weight[pick[1]];
             parent[pick[0]] = parent[pick[1]] = k;
         }
+        // Parents come after their children, so one backward pass gives every depth.
         unsigned deepest = 0;
         depth[2 * m - 2] = 0;
         for (int i = 2 * m - 3; i >= 0; --i) {
-            depth[i] = static_cast<uint8_t>(std::min(255, depth[parent[i]] + 1));
-            deepest = std::max<unsigned>(deepest, depth[i]);
+            depth[i] = depth[parent[i]] + 1;
+            deepest = std::max(deepest, depth[i]);
         }
         if (deepest <= limit) {
-            for (int i = 0; i < m; ++i) lens[order[i]] = depth[i];
+            for (int i = 0; i < m; ++i) lens[order[i]] = static_cast<uint8_t>(depth[i]);
             return;
         }
         for (int i = 0; i < m; ++i) weight[order[i]] = (weight[order[i]] >> 1) + 1;
@@ -167,18 +209,13 @@ void build_codes(const uint8_t* lens, int n, uint32_t* codes) {
     }
     for (int s = 0; s < n; ++s) {
         const unsigned len = lens[s];
-        if (!len) {
-            codes[s] = 0;
-            continue;
-        }
-        uint32_t c = next[len]++, r = 0;
+        uint32_t c = len ? next[len]++ : 0, r = 0;
         for (unsigned i = 0; i < len; ++i, c >>= 1) r = (r << 1) | (c & 1u);
         codes[s] = r;
     }
 }
 
-// Gives two symbols a count of at least one if fewer than two are used, so that every tree
-// we send is complete.
+// Gives unused symbols a count of one until two are used, so that every tree sent is complete.
 void ensure_two_used(uint32_t* counts, int n) {
     int used = 0;
     for (int s = 0; s < n; ++s) used += counts[s] != 0;
@@ -190,9 +227,10 @@ void ensure_two_used(uint32_t* counts, int n) {
     }
 }
 
-// Length symbol (257..285) and extra bits for every match length.
+// ---- Deflate's length and distance symbols (RFC 1951 3.2.5). ----
+
 struct LengthCode {
-    uint16_t symbol;
+    uint16_t symbol;  // 257..285
     uint8_t extra_bits;
     uint8_t extra;
 };
@@ -203,15 +241,13 @@ struct LengthTable {
         static const uint16_t kBase[29] = {3,  4,  5,  6,  7,  8,  9,  10,  11,  13,
                                            15, 17, 19, 23, 27, 31, 35, 43,  51,  59,
                                            67, 83, 99, 115, 131, 163, 195, 227, 258};
-        static const uint8_t kExtra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
-                                           2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
         for (int code = 0; code < 29; ++code) {
-            const unsigned span = code == 28 ? 1u : 1u << kExtra[code];
-            for (unsigned k = 0; k < span; ++k) {
+            const unsigned extra_bits = code < 8 || code == 28 ? 0u : unsigned(code - 4) / 4;
+            for (unsigned k = 0; k < (1u << extra_bits); ++k) {
                 const unsigned len = kBase[code] + k;
                 // 258 has its own symbol (285) although 284's extra bits could reach it.
                 if (len >= kMaxMatch && code != 28) break;
-                of[len] = {static_cast<uint16_t>(257 + code), kExtra[code],
+                of[len] = {static_cast<uint16_t>(257 + code), static_cast<uint8_t>(extra_bits),
                            static_cast<uint8_t>(k)};
             }
         }
@@ -223,44 +259,281 @@ const LengthTable& length_table() {
     return table;
 }
 
-// ---- The deflate stream of the filtered rows. ----
+inline unsigned distance_extra_bits(unsigned symbol) { return symbol < 4 ? 0 : symbol / 2 - 1; }
 
-// Tokens: 0..255 a literal byte, 256 + (len - 3) a match of `len` bytes at distance bpp.
-using Token = uint16_t;
-constexpr int kTokenKinds = 256 + kMaxMatch - kMinMatch + 1;
-
-// Splits data[0, n) into literals and previous-pixel repeats, greedily, and counts them.
-// data[-history, 0) may be referred to; data must be readable up to n + 8.
-size_t tokenize(const uint8_t* data, size_t n, size_t history, unsigned bpp, Token* tokens,
-                uint32_t* counts) {
-    size_t i = 0, t = 0;
-    // A match needs bpp bytes behind it; only the first block of a stream lacks them.
-    while (i < n && i + history < bpp) {
-        tokens[t++] = data[i];
-        ++counts[data[i]];
-        ++i;
+// Symbol (0..29) and extra-bit value of a distance in [1, 32768].
+inline void distance_code(unsigned d, unsigned* symbol, unsigned* extra) {
+    if (d <= 4) {
+        *symbol = d - 1;
+        *extra = 0;
+        return;
     }
-    while (i < n) {
-        const size_t left = n - i;
-        const unsigned limit = left < kMaxMatch ? static_cast<unsigned>(left) : kMaxMatch;
-        const unsigned len = limit >= kMinMatch ? common_prefix(data + i, data + i - bpp, limit)
-                                                : 0;
-        if (len >= kMinMatch) {
-            const Token tok = static_cast<Token>(256 + len - kMinMatch);
-            tokens[t++] = tok;
-            ++counts[tok];
-            i += len;
-        } else {
-            tokens[t++] = data[i];
-            ++counts[data[i]];
-            ++i;
-        }
-    }
-    return t;
+    const unsigned v = d - 1, k = floor_log2(v);  // k >= 2
+    *symbol = 2 * k + ((v >> (k - 1)) & 1u);
+    *extra = v & ((1u << (k - 1)) - 1u);
 }
+
+// ---- Matching. ----
+
+// A run of literals followed by one match (length 0 for the literals that end a block).
+struct Sequence {
+    uint32_t literals;
+    uint16_t length;
+    uint16_t distance;
+};
+
+struct BlockCounts {
+    uint32_t litlen[kLitLenSymbols];
+    uint32_t dist[kDistSymbols];
+};
+
+// Estimated bits of each literal and match, from the previous block's codes: what lets the
+// matcher turn down matches that cost more than the literals they replace (short matches far
+// back are common in photos and lose to the literals' short codes).
+struct Prices {
+    uint8_t literal[256];
+    uint8_t length[kMaxMatch + 1];  // length code + extra bits
+    uint8_t dist[kDistSymbols];     // distance code + extra bits
+
+    // Before any block has been coded: a literal's price from its frequency in `data`.
+    void from_histogram(const uint8_t* data, size_t n) {
+        uint32_t count[256] = {};
+        for (size_t i = 0; i < n; ++i) ++count[data[i]];
+        for (int b = 0; b < 256; ++b) {
+            // log2(n / count), rounded up; unseen bytes get a long code's price.
+            const uint64_t c = count[b];
+            unsigned bits = 1;
+            while (bits < 15 && (c << bits) < n) ++bits;
+            literal[b] = static_cast<uint8_t>(c ? bits : 15);
+        }
+        const LengthTable& lt = length_table();
+        for (unsigned len = kMinMatch; len <= kMaxMatch; ++len)
+            length[len] = static_cast<uint8_t>(8 + lt.of[len].extra_bits);
+        for (int s = 0; s < kDistSymbols; ++s)
+            dist[s] = static_cast<uint8_t>(6 + distance_extra_bits(s));
+    }
+
+    void from_codes(const uint8_t* litlen_lens, const uint8_t* dist_lens) {
+        // Symbols the previous block did not use would now get longer codes than average.
+        for (int b = 0; b < 256; ++b) literal[b] = litlen_lens[b] ? litlen_lens[b] : 15;
+        const LengthTable& lt = length_table();
+        for (unsigned len = kMinMatch; len <= kMaxMatch; ++len) {
+            const unsigned s = lt.of[len].symbol;
+            length[len] = static_cast<uint8_t>((litlen_lens[s] ? litlen_lens[s] : 12) +
+                                               lt.of[len].extra_bits);
+        }
+        for (int s = 0; s < kDistSymbols; ++s)
+            dist[s] = static_cast<uint8_t>((dist_lens[s] ? dist_lens[s] : 10) +
+                                           distance_extra_bits(s));
+    }
+};
+
+#if defined(__SSE2__)
+inline unsigned trailing_zeros(unsigned v) {  // v > 0
+#if defined(__GNUC__)
+    return static_cast<unsigned>(__builtin_ctz(v));
+#else
+    unsigned k = 0;
+    while (!(v & 1u)) v >>= 1, ++k;
+    return k;
+#endif
+}
+#endif
+
+// The first j in [i, end) where p[j, j + 3) repeats the three bytes bpp before it (where a
+// previous-pixel match could start), or end. Needs i >= bpp bytes of history and p readable up
+// to end + 16.
+inline size_t next_repeat(const uint8_t* p, size_t i, size_t end, unsigned bpp) {
+#if defined(__SSE2__)
+    for (; i < end; i += 14) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+        const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i - bpp));
+        const unsigned eq = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, w)));
+        const unsigned starts = eq & (eq >> 1) & (eq >> 2) & 0x3fffu;
+        if (starts) return std::min(end, i + trailing_zeros(starts));
+    }
+    return end;
+#else
+    for (; i < end; ++i)
+        if (p[i] == p[i - bpp] && p[i + 1] == p[i + 1 - bpp] && p[i + 2] == p[i + 2 - bpp])
+            return i;
+    return end;
+#endif
+}
+
+class Matcher {
+   public:
+    Matcher(unsigned hash_bits, uint32_t* table) : shift_(32 - hash_bits), table_(table) {}
+
+    // Greedily splits p[0, n) into literals and matches and counts their symbols. p[-history, 0)
+    // holds the stream's preceding bytes (history <= kWindow) and may be referred to; p must be
+    // readable up to n + 16. `start` is p's offset in the stream, for the hash table.
+    size_t tokenize(const uint8_t* p, size_t n, size_t history, uint64_t start, unsigned bpp,
+                    const Prices& prices, Sequence* seqs, BlockCounts* counts) {
+        const LengthTable& lt = length_table();
+        unsigned near_symbol, near_extra;
+        distance_code(bpp, &near_symbol, &near_extra);
+        // Literals are counted in four tables, merged at the end, so that runs of one byte value
+        // do not wait on their own increments.
+        uint32_t lits[4][256] = {};
+        auto count_literals = [&](size_t from, size_t to) {
+            size_t k = from;
+            for (; k + 4 <= to; k += 4) {
+                ++lits[0][p[k]];
+                ++lits[1][p[k + 1]];
+                ++lits[2][p[k + 2]];
+                ++lits[3][p[k + 3]];
+            }
+            for (; k < to; ++k) ++lits[0][p[k]];
+        };
+        size_t i = 0, run_start = 0, nseq = 0, next_probe = 0, next_near = 0;
+        // Bits saved by a match at i instead of the literals it covers. Long matches always
+        // win; for the rest the first kPricedBytes literals are priced and the remainder
+        // assumed to cost the same on average, which keeps a candidate's cost bounded.
+        auto saving = [&](unsigned len, unsigned ds) -> int {
+            if (len >= kLongRun) return 1 << 20;
+            int covered = 0;
+            for (unsigned k = 0; k < std::min(len, kPricedBytes); ++k)
+                covered += prices.literal[p[i + k]];
+            if (len > kPricedBytes) covered = covered * int(len) / int(kPricedBytes);
+            return covered - prices.length[len] - prices.dist[ds];
+        };
+        while (i + kMinMatch <= n) {
+            if (i + history >= bpp) {
+                // Skip, as literals, to the next position that needs a look: a probe is due or
+                // a previous-pixel repeat starts there.
+                const size_t stop = std::min(next_probe, n - kMinMatch + 1);
+                if (i < stop) {
+                    const size_t from = std::max(i, std::min(next_near, stop));
+                    const size_t j = from < stop ? next_repeat(p, from, stop, bpp) : stop;
+                    count_literals(i, j);
+                    i = j;
+                    if (i + kMinMatch > n) break;
+                }
+            }
+            const size_t left = n - i;
+            const unsigned limit = left < kMaxMatch ? static_cast<unsigned>(left) : kMaxMatch;
+            unsigned len = 0, dist = 0, symbol = 0;
+            int best = 0;
+            if (i + history >= bpp && i >= next_near) {
+                const unsigned near = common_prefix(p + i, p + i - bpp, limit);
+                if (near >= kMinMatch) {
+                    const int s = saving(near, near_symbol);
+                    if (s > 0) {
+                        best = s;
+                        len = near;
+                        dist = bpp;
+                        symbol = near_symbol;
+                    } else {
+                        // The rest of this run would be turned down too: do not price it again.
+                        next_near = i + near - kMinMatch + 1;
+                    }
+                }
+            }
+            if (left >= kMinFarMatch && i >= next_probe) {
+                const uint64_t reach = std::min<uint64_t>(kWindow, i + history);
+                bool found = false;
+                // Recent far distances first: periodic content repeats them, and a distance
+                // used often gets a short code.
+                for (int r = 0; r < kRecent && len < kLongRun; ++r) {
+                    const unsigned d = recent_[r];
+                    if (d == 0 || d > reach || p[i] != p[i - d]) continue;
+                    const unsigned rep = common_prefix(p + i, p + i - d, limit);
+                    if (rep >= kMinMatch && rep > len) {
+                        const int s = saving(rep, recent_symbol_[r]);
+                        if (s > best) {
+                            best = s;
+                            len = rep;
+                            dist = d;
+                            symbol = recent_symbol_[r];
+                        }
+                    }
+                }
+                if (len < kLongRun) {
+                    uint32_t* slot = table_ + ((load32(p + i) * 2654435761u) >> shift_);
+                    const uint32_t here = static_cast<uint32_t>(start + i);
+                    // Offsets wrap at 2^32, so a stale slot can name any distance; checking it
+                    // against the window keeps every read inside the buffer, and the
+                    // comparison rejects whatever does not actually match.
+                    const uint32_t d = here - *slot;
+                    *slot = here;
+                    if (d != 0 && d <= reach && d != bpp) {
+                        const unsigned far = common_prefix(p + i, p + i - d, limit);
+                        if (far >= kMinFarMatch && far > len) {
+                            unsigned ds, extra;
+                            distance_code(d, &ds, &extra);
+                            const int s = saving(far, ds);
+                            if (s > best) {
+                                best = s;
+                                len = far;
+                                dist = d;
+                                symbol = ds;
+                                found = true;
+                            }
+                        }
+                    }
+                }
+                // Hash probes are paid for in the bits their matches save: while they save
+                // less than they cost (photos, noise) probes thin out, down to one every
+                // kMaxSkip bytes. (Counting what the recent distances save too would keep
+                // probing dense in photos, for little.)
+                credit_ = std::min(credit_ - kProbeCost + (found ? best : 0), kMaxCredit);
+                if (credit_ < 0)
+                    next_probe = i + 1 + static_cast<size_t>(std::min<int64_t>(
+                                             -credit_ >> kSkipShift, kMaxSkip));
+            }
+            if (len) {
+                if (dist != bpp) remember(dist, symbol);
+                seqs[nseq++] = {static_cast<uint32_t>(i - run_start), static_cast<uint16_t>(len),
+                                static_cast<uint16_t>(dist)};
+                ++counts->litlen[lt.of[len].symbol];
+                ++counts->dist[symbol];
+                i += len;
+                run_start = i;
+            } else {
+                ++lits[0][p[i]];
+                ++i;
+            }
+        }
+        count_literals(i, n);
+        for (int b = 0; b < 256; ++b)
+            counts->litlen[b] += lits[0][b] + lits[1][b] + lits[2][b] + lits[3][b];
+        seqs[nseq++] = {static_cast<uint32_t>(n - run_start), 0, 0};
+        return nseq;
+    }
+
+   private:
+    static constexpr int kRecent = 4;
+
+    // Moves `dist` to the front of the recent distances.
+    void remember(unsigned dist, unsigned symbol) {
+        int r = 0;
+        while (r < kRecent - 1 && recent_[r] != dist) ++r;
+        for (; r > 0; --r) {
+            recent_[r] = recent_[r - 1];
+            recent_symbol_[r] = recent_symbol_[r - 1];
+        }
+        recent_[0] = dist;
+        recent_symbol_[0] = symbol;
+    }
+
+    unsigned shift_;
+    uint32_t* table_;
+    int64_t credit_ = 0;
+    unsigned recent_[kRecent] = {};  // far distances of the latest matches, newest first
+    unsigned recent_symbol_[kRecent] = {};
+};
+
+// ---- Blocks. ----
 
 constexpr uint8_t kCodeLengthOrder[19] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
                                           11, 4,  12, 3, 13, 2, 14, 1, 15};
+constexpr uint8_t kCodeLengthExtra[19] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          0, 0, 0, 0, 0, 0, 2, 3, 7};
+
+inline unsigned length_extra_bits(unsigned symbol) {  // 257..285
+    return symbol < 265 || symbol == 285 ? 0 : (symbol - 261) / 4;
+}
 
 struct CodeLengthItem {
     uint8_t symbol;  // 0..18
@@ -301,38 +574,33 @@ int encode_code_lengths(const uint8_t* lens, int n, CodeLengthItem* items) {
 
 struct BlockPlan {
     uint8_t litlen_lens[kLitLenSymbols];
-    uint8_t dist_lens[30];
+    uint8_t dist_lens[kDistSymbols];
     int nlit, ndist;
-    CodeLengthItem items[kLitLenSymbols + 30];
+    CodeLengthItem items[kLitLenSymbols + kDistSymbols];
     int nitems;
     uint8_t cl_lens[19];
-    uint32_t cl_codes[19];
     int ncl;
     uint64_t bits;  // the whole block, header included
 };
 
-// Chooses Huffman codes for one block from its token counts and computes its exact size.
-void plan_block(const uint32_t* token_counts, unsigned bpp, BlockPlan* plan) {
-    const LengthTable& lt = length_table();
-    uint32_t counts[kLitLenSymbols] = {};
-    for (int s = 0; s < 256; ++s) counts[s] = token_counts[s];
-    for (unsigned len = kMinMatch; len <= kMaxMatch; ++len)
-        counts[lt.of[len].symbol] += token_counts[256 + len - kMinMatch];
-    counts[256] = 1;  // end of block
-    ensure_two_used(counts, kLitLenSymbols);
-    build_lengths(counts, kLitLenSymbols, 15, plan->litlen_lens);
+// Chooses the block's Huffman codes from its counts and computes its exact size.
+void plan_block(const BlockCounts& bc, BlockPlan* plan) {
+    uint32_t litlen[kLitLenSymbols];
+    std::memcpy(litlen, bc.litlen, sizeof litlen);
+    litlen[256] = 1;  // end of block
+    ensure_two_used(litlen, kLitLenSymbols);
+    build_lengths(litlen, kLitLenSymbols, 15, plan->litlen_lens);
     plan->nlit = kLitLenSymbols;
     while (plan->nlit > 257 && plan->litlen_lens[plan->nlit - 1] == 0) --plan->nlit;
 
-    // The only distance used is bpp (code bpp - 1); a second one-bit code keeps the tree
-    // complete, and keeps every match's bits short enough to batch two tokens per flush.
-    std::memset(plan->dist_lens, 0, sizeof plan->dist_lens);
-    const unsigned dist_code = bpp - 1;
-    plan->dist_lens[dist_code] = 1;
-    plan->dist_lens[dist_code == 0 ? 1 : 0] = 1;
-    plan->ndist = static_cast<int>(std::max(dist_code, 1u)) + 1;
+    uint32_t dist[kDistSymbols];
+    std::memcpy(dist, bc.dist, sizeof dist);
+    ensure_two_used(dist, kDistSymbols);
+    build_lengths(dist, kDistSymbols, 15, plan->dist_lens);
+    plan->ndist = kDistSymbols;
+    while (plan->ndist > 1 && plan->dist_lens[plan->ndist - 1] == 0) --plan->ndist;
 
-    uint8_t all[kLitLenSymbols + 30];
+    uint8_t all[kLitLenSymbols + kDistSymbols];
     std::memcpy(all, plan->litlen_lens, plan->nlit);
     std::memcpy(all + plan->nlit, plan->dist_lens, plan->ndist);
     plan->nitems = encode_code_lengths(all, plan->nlit + plan->ndist, plan->items);
@@ -340,37 +608,34 @@ void plan_block(const uint32_t* token_counts, unsigned bpp, BlockPlan* plan) {
     for (int i = 0; i < plan->nitems; ++i) ++cl_counts[plan->items[i].symbol];
     ensure_two_used(cl_counts, 19);
     build_lengths(cl_counts, 19, 7, plan->cl_lens);
-    build_codes(plan->cl_lens, 19, plan->cl_codes);
     plan->ncl = 19;
     while (plan->ncl > 4 && plan->cl_lens[kCodeLengthOrder[plan->ncl - 1]] == 0) --plan->ncl;
 
-    static const uint8_t kClExtra[19] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                         0, 0, 0, 0, 0, 0, 2, 3, 7};
     uint64_t bits = 3 + 5 + 5 + 4 + 3 * uint64_t(plan->ncl);
     for (int i = 0; i < plan->nitems; ++i) {
         const int s = plan->items[i].symbol;
-        bits += plan->cl_lens[s] + kClExtra[s];
+        bits += plan->cl_lens[s] + kCodeLengthExtra[s];
     }
-    for (int s = 0; s < 256; ++s) bits += uint64_t(token_counts[s]) * plan->litlen_lens[s];
-    const unsigned dist_bits = plan->dist_lens[dist_code];
-    for (unsigned len = kMinMatch; len <= kMaxMatch; ++len) {
-        const LengthCode& lc = lt.of[len];
-        bits += uint64_t(token_counts[256 + len - kMinMatch]) *
-                (plan->litlen_lens[lc.symbol] + lc.extra_bits + dist_bits);
+    for (int s = 0; s < kLitLenSymbols; ++s) {
+        const unsigned extra = s > 256 ? length_extra_bits(s) : 0;
+        bits += uint64_t(bc.litlen[s]) * (plan->litlen_lens[s] + extra);
     }
+    for (int s = 0; s < kDistSymbols; ++s)
+        bits += uint64_t(bc.dist[s]) * (plan->dist_lens[s] + distance_extra_bits(s));
     bits += plan->litlen_lens[256];
     plan->bits = bits;
 }
 
-void write_dynamic_block(const BlockPlan& plan, const Token* tokens, size_t ntokens, unsigned bpp,
-                         bool final, BitWriter* w) {
+void write_dynamic_block(const BlockPlan& plan, const uint8_t* data, const Sequence* seqs,
+                         size_t nseq, bool final, BitWriter* w) {
     const LengthTable& lt = length_table();
-    uint32_t litlen_codes[kLitLenSymbols], dist_codes[30];
+    uint32_t litlen_codes[kLitLenSymbols], dist_codes[kDistSymbols], cl_codes[19];
     build_codes(plan.litlen_lens, kLitLenSymbols, litlen_codes);
-    build_codes(plan.dist_lens, 30, dist_codes);
+    build_codes(plan.dist_lens, kDistSymbols, dist_codes);
+    build_codes(plan.cl_lens, 19, cl_codes);
 
     w->put(final ? 1u : 0u, 1);
-    w->put(2, 2);
+    w->put(2, 2);  // dynamic Huffman codes
     w->put(plan.nlit - 257, 5);
     w->put(plan.ndist - 1, 5);
     w->put(plan.ncl - 4, 4);
@@ -379,45 +644,52 @@ void write_dynamic_block(const BlockPlan& plan, const Token* tokens, size_t ntok
         w->put(plan.cl_lens[kCodeLengthOrder[i]], 3);
         w->flush();
     }
-    static const uint8_t kClExtra[19] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                         0, 0, 0, 0, 0, 0, 2, 3, 7};
     for (int i = 0; i < plan.nitems; ++i) {
         const CodeLengthItem& it = plan.items[i];
-        w->put(plan.cl_codes[it.symbol], plan.cl_lens[it.symbol]);
-        w->put(it.extra, kClExtra[it.symbol]);
+        w->put(cl_codes[it.symbol], plan.cl_lens[it.symbol]);
+        w->put(it.extra, kCodeLengthExtra[it.symbol]);
         w->flush();
     }
 
-    // One table entry per token: its bits (length code, extra bits and distance code joined)
-    // in the high part, their count (at most 15 + 5 + 1) in the low 6 bits.
-    uint32_t entry[kTokenKinds];
-    for (int s = 0; s < 256; ++s) entry[s] = (litlen_codes[s] << 6) | plan.litlen_lens[s];
-    const unsigned dist_code = bpp - 1;
-    for (unsigned len = kMinMatch; len <= kMaxMatch; ++len) {
-        const LengthCode& lc = lt.of[len];
-        const unsigned ll = plan.litlen_lens[lc.symbol];
-        const uint32_t bits = litlen_codes[lc.symbol] | (uint32_t(lc.extra) << ll) |
-                              (dist_codes[dist_code] << (ll + lc.extra_bits));
-        entry[256 + len - kMinMatch] = (bits << 6) | (ll + lc.extra_bits + plan.dist_lens[dist_code]);
-    }
-    size_t i = 0;
-    for (; i + 2 <= ntokens; i += 2) {
-        const uint32_t a = entry[tokens[i]], b = entry[tokens[i + 1]];
-        w->put(a >> 6, a & 63u);
-        w->put(b >> 6, b & 63u);
+    // Each literal's code in the high bits and its length (at most 15) in the low 4.
+    uint32_t lit[256];
+    for (int s = 0; s < 256; ++s) lit[s] = (litlen_codes[s] << 4) | plan.litlen_lens[s];
+    for (size_t q = 0; q < nseq; ++q) {
+        const Sequence& sq = seqs[q];
+        // Three literals (at most 45 bits) fit beside the 7 bits a flush may leave pending.
+        const uint8_t* b = data;
+        const uint8_t* const lit_end = data + sq.literals;
+        for (; b + 3 <= lit_end; b += 3) {
+            const uint32_t x = lit[b[0]], y = lit[b[1]], z = lit[b[2]];
+            w->put(x >> 4, x & 15u);
+            w->put(y >> 4, y & 15u);
+            w->put(z >> 4, z & 15u);
+            w->flush();
+        }
+        for (; b < lit_end; ++b) {
+            w->put(lit[*b] >> 4, lit[*b] & 15u);
+            w->flush();
+        }
+        data = lit_end;
+        if (!sq.length) break;
+        // A match is at most 15 + 5 + 15 + 13 bits.
+        const LengthCode& lc = lt.of[sq.length];
+        w->put(litlen_codes[lc.symbol] | (uint32_t(lc.extra) << plan.litlen_lens[lc.symbol]),
+               plan.litlen_lens[lc.symbol] + lc.extra_bits);
+        unsigned ds, extra;
+        distance_code(sq.distance, &ds, &extra);
+        w->put(dist_codes[ds] | (uint64_t(extra) << plan.dist_lens[ds]),
+               plan.dist_lens[ds] + distance_extra_bits(ds));
         w->flush();
-    }
-    if (i < ntokens) {
-        const uint32_t a = entry[tokens[i]];
-        w->put(a >> 6, a & 63u);
-        w->flush();
+        data += sq.length;
     }
     w->put(litlen_codes[256], plan.litlen_lens[256]);
     w->flush();
 }
 
 uint64_t stored_bits(size_t n) {
-    // Per piece: 3 header bits, padding to a byte (at most 7 + 7 with what is pending), LEN, NLEN.
+    // Per piece: 3 header bits, padding to a byte (at most 7 + 7 with what was pending), LEN and
+    // NLEN.
     const uint64_t pieces = n ? (n + kStoredMax - 1) / kStoredMax : 1;
     return pieces * (3 + 14 + 32) + 8 * uint64_t(n);
 }
@@ -440,8 +712,6 @@ void write_stored(const uint8_t* data, size_t n, bool final, BitWriter* w) {
 
 // ---- PNG row filters. ----
 
-enum Filter : uint8_t { kNone = 0, kSub = 1, kUp = 2, kAvg = 3, kPaeth = 4 };
-
 inline uint8_t paeth_predictor(unsigned a, unsigned b, unsigned c) {
     const int pa = std::abs(int(b) - int(c));
     const int pb = std::abs(int(a) - int(c));
@@ -454,7 +724,8 @@ inline uint8_t paeth_predictor(unsigned a, unsigned b, unsigned c) {
 // residuals of either sign compress best (the heuristic of the PNG specification and libpng).
 inline unsigned magnitude(uint8_t v) { return v < 128 ? v : 256u - v; }
 
-// Residuals of every filter for bytes [x0, x1) of a row, with their summed costs (None first).
+// Residuals of the Sub, Up, Average and Paeth filters for bytes [x0, x1) of a row, and the
+// summed costs of all five filters (None first).
 void filter_span_scalar(const uint8_t* cur, const uint8_t* prev, size_t x0, size_t x1,
                         unsigned bpp, uint8_t* const res[4], uint64_t cost[5]) {
     for (size_t x = x0; x < x1; ++x) {
@@ -473,7 +744,7 @@ void filter_span_scalar(const uint8_t* cur, const uint8_t* prev, size_t x0, size
 }
 
 #if defined(__SSE2__)
-// The same for 16 bytes at a time from x0 >= bpp; returns where it stopped (fewer than 16 bytes
+// The same, 16 bytes at a time from x0 >= bpp; returns where it stopped (fewer than 16 bytes
 // before x1). SSE2 is part of x86-64, so this needs no run-time dispatch.
 size_t filter_span_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size_t x1,
                         unsigned bpp, uint8_t* const res[4], uint64_t cost[5]) {
@@ -485,12 +756,12 @@ size_t filter_span_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size
         acc[k] = _mm_add_epi64(acc[k], _mm_sad_epu8(mag, zero));
     };
     auto abs16 = [&](__m128i v) { return _mm_max_epi16(v, _mm_sub_epi16(zero, v)); };
-    // Mask of lanes where Paeth picks a (first) and where, failing a, it picks b over c.
-    auto paeth_masks = [&](__m128i a, __m128i b, __m128i c, __m128i* pick_a, __m128i* pick_b) {
+    // Lanes where Paeth does not pick a, and where (not picking a) it does not pick b.
+    auto paeth_masks = [&](__m128i a, __m128i b, __m128i c, __m128i* not_a, __m128i* not_b) {
         const __m128i bc = _mm_sub_epi16(b, c), ac = _mm_sub_epi16(a, c);
         const __m128i pa = abs16(bc), pb = abs16(ac), pc = abs16(_mm_add_epi16(bc, ac));
-        *pick_a = _mm_or_si128(_mm_cmpgt_epi16(pa, pb), _mm_cmpgt_epi16(pa, pc));  // inverted
-        *pick_b = _mm_cmpgt_epi16(pb, pc);                                         // inverted
+        *not_a = _mm_or_si128(_mm_cmpgt_epi16(pa, pb), _mm_cmpgt_epi16(pa, pc));
+        *not_b = _mm_cmpgt_epi16(pb, pc);
     };
     size_t x = x0;
     for (; x + 16 <= x1; x += 16) {
@@ -501,7 +772,8 @@ size_t filter_span_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size
         const __m128i sub = _mm_sub_epi8(v, a);
         const __m128i up = _mm_sub_epi8(v, b);
         // pavgb rounds up; the filter wants the floor.
-        const __m128i mean = _mm_sub_epi8(_mm_avg_epu8(a, b), _mm_and_si128(_mm_xor_si128(a, b), ones));
+        const __m128i mean =
+            _mm_sub_epi8(_mm_avg_epu8(a, b), _mm_and_si128(_mm_xor_si128(a, b), ones));
         const __m128i avg = _mm_sub_epi8(v, mean);
         __m128i not_a_lo, not_b_lo, not_a_hi, not_b_hi;
         paeth_masks(_mm_unpacklo_epi8(a, zero), _mm_unpacklo_epi8(b, zero),
@@ -511,7 +783,8 @@ size_t filter_span_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size
         const __m128i not_a = _mm_packs_epi16(not_a_lo, not_a_hi);
         const __m128i not_b = _mm_packs_epi16(not_b_lo, not_b_hi);
         const __m128i b_or_c = _mm_or_si128(_mm_andnot_si128(not_b, b), _mm_and_si128(not_b, c));
-        const __m128i pred = _mm_or_si128(_mm_andnot_si128(not_a, a), _mm_and_si128(not_a, b_or_c));
+        const __m128i pred =
+            _mm_or_si128(_mm_andnot_si128(not_a, a), _mm_and_si128(not_a, b_or_c));
         const __m128i pae = _mm_sub_epi8(v, pred);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(res[0] + x), sub);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(res[1] + x), up);
@@ -532,8 +805,8 @@ size_t filter_span_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size
 }
 #endif
 
-// Writes the best-filtered version of `cur` (prev is the row above, zeros for the first row)
-// to dst[0] (filter type) and dst[1, n]. `scratch` holds 4 rows of n bytes.
+// Writes the best-filtered version of `cur` (prev is the row above, zeros for the first row) to
+// dst[0] (the filter type) and dst[1, n]. `scratch` holds 4 rows of n bytes.
 void filter_row(const uint8_t* cur, const uint8_t* prev, size_t n, unsigned bpp,
                 uint8_t* scratch, uint8_t* dst) {
     uint8_t* const res[4] = {scratch, scratch + n, scratch + 2 * n, scratch + 3 * n};
@@ -548,18 +821,20 @@ void filter_row(const uint8_t* cur, const uint8_t* prev, size_t n, unsigned bpp,
     for (int f = 1; f < 5; ++f)
         if (cost[f] < cost[best]) best = f;
     dst[0] = static_cast<uint8_t>(best);
-    std::memcpy(dst + 1, best == kNone ? cur : res[best - 1], n);
+    std::memcpy(dst + 1, best == 0 ? cur : res[best - 1], n);
 }
+
+// ---- Chunks and checksums. ----
 
 void put_chunk_header(uint8_t* p, uint32_t len, const char* type) {
     store_be32(p, len);
     std::memcpy(p + 4, type, 4);
 }
 
-uint32_t chunk_crc(const uint8_t* type_and_data, size_t n) {
+uint32_t chunk_crc(const uint8_t* type_and_data, uint64_t n) {
     uLong crc = crc32(0L, Z_NULL, 0);
     while (n) {
-        const uInt piece = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
+        const uInt piece = static_cast<uInt>(std::min<uint64_t>(n, 1u << 30));
         crc = crc32(crc, type_and_data, piece);
         type_and_data += piece;
         n -= piece;
@@ -567,15 +842,52 @@ uint32_t chunk_crc(const uint8_t* type_and_data, size_t n) {
     return static_cast<uint32_t>(crc);
 }
 
+// Adler-32 of the zlib stream (RFC 1950). zlib's own runs at about 2 GB/s here, a real share of
+// the time for images that compress well, so x86-64 gets an SSE2 version.
+constexpr uint32_t kAdlerMod = 65521;
+constexpr size_t kAdlerBlock = 5552;  // the most bytes before the sums must be reduced
+
 uint32_t update_adler(uint32_t adler, const uint8_t* p, size_t n) {
-    uLong a = adler;
+    uint64_t s1 = adler & 0xffffu, s2 = adler >> 16;
     while (n) {
-        const uInt piece = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
-        a = adler32(a, p, piece);
-        p += piece;
-        n -= piece;
+        size_t block = std::min(n, kAdlerBlock);
+        n -= block;
+#if defined(__SSE2__)
+        const size_t vec = block & ~size_t(15);
+        if (vec) {
+            // Per 16 bytes b0..b15: s1 += sum(b), s2 += 16 * s1 + sum((16 - k) * b_k). The
+            // 16 * s1 terms are gathered in `prefix` (the s1 vector before each step).
+            const __m128i zero = _mm_setzero_si128();
+            const __m128i w_lo = _mm_setr_epi16(16, 15, 14, 13, 12, 11, 10, 9);
+            const __m128i w_hi = _mm_setr_epi16(8, 7, 6, 5, 4, 3, 2, 1);
+            __m128i v1 = zero, v2 = zero, prefix = zero;
+            for (size_t k = 0; k < vec; k += 16) {
+                const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + k));
+                prefix = _mm_add_epi32(prefix, v1);
+                v1 = _mm_add_epi32(v1, _mm_sad_epu8(b, zero));
+                v2 = _mm_add_epi32(v2, _mm_madd_epi16(_mm_unpacklo_epi8(b, zero), w_lo));
+                v2 = _mm_add_epi32(v2, _mm_madd_epi16(_mm_unpackhi_epi8(b, zero), w_hi));
+            }
+            uint32_t a1[4], a2[4], pre[4];
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(a1), v1);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(a2), v2);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(pre), prefix);
+            s2 += s1 * vec + 16 * (uint64_t(pre[0]) + pre[1] + pre[2] + pre[3]) +
+                  (uint64_t(a2[0]) + a2[1] + a2[2] + a2[3]);
+            s1 += uint64_t(a1[0]) + a1[1] + a1[2] + a1[3];
+            p += vec;
+            block -= vec;
+        }
+#endif
+        for (size_t k = 0; k < block; ++k) {
+            s1 += p[k];
+            s2 += s1;
+        }
+        p += block;
+        s1 %= kAdlerMod;
+        s2 %= kAdlerMod;
     }
-    return static_cast<uint32_t>(a);
+    return static_cast<uint32_t>((s2 << 16) | s1);
 }
 
 }  // namespace
@@ -587,53 +899,67 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
         width > kMaxDimension || channels < 1 || channels > 4)
         return false;
     const unsigned bpp = channels;
-    const uint64_t row_bytes = uint64_t(width) * bpp;  // < 2^33, no overflow
-    const uint64_t stride = row_bytes + 1;
-    // Everything below is sized from `raw`; refuse what the address space cannot hold.
+    const uint64_t row_bytes = uint64_t(width) * bpp;  // < 2^33
+    const uint64_t stride = row_bytes + 1;             // filter byte + row
+    // Everything below is sized from stride * height; refuse what the address space cannot hold
+    // with room to spare, so that no later sum can overflow.
     if (stride > (uint64_t(SIZE_MAX) >> 4) / height) return false;
     const uint64_t raw = stride * height;
 
     const uint64_t rows_per_block = std::max<uint64_t>(1, kBlockTarget / stride);
-    const uint64_t nblocks = (height + rows_per_block - 1) / rows_per_block;
     const uint64_t block_bytes = rows_per_block * stride;
-    // Stored output is the worst case per block; the rest is fixed overhead and write slack.
-    const uint64_t zlib_bound = 2 + raw + nblocks * 8 * ((block_bytes + kStoredMax - 1) /
-                                                            kStoredMax + 1) + 4;
+    const uint64_t nblocks = (height + rows_per_block - 1) / rows_per_block;
+    // The largest output is every deflate block stored (a Huffman-coded block is used only
+    // when smaller): its data plus at most 8 bytes per stored piece of up to 64 KiB.
+    const uint64_t slices = nblocks * ((block_bytes + kMaxSlice - 1) / kMaxSlice);
+    const uint64_t zlib_bound = 2 + raw + 8 * (raw / kStoredMax + slices + 1) + 4;
     const uint64_t idat_chunks = zlib_bound / kMaxChunk + 1;
-    const uint64_t bound = 8 + 25 + 12 * idat_chunks + zlib_bound + 12 + 16;
+    const uint64_t bound = 8 + 25 + 12 * idat_chunks + zlib_bound + 12 + 16;  // 16: write slack
 
     const size_t n = static_cast<size_t>(row_bytes);
-    const size_t history = bpp;
-    std::unique_ptr<uint8_t[]> block(new (std::nothrow) uint8_t[history + block_bytes + 8]);
-    std::unique_ptr<Token[]> tokens(new (std::nothrow) Token[block_bytes]);
+    // Small images get a small hash table: clearing it is a fixed cost per image.
+    unsigned hash_bits = 10;
+    while (hash_bits < 15 && (uint64_t(1) << (hash_bits + 3)) < raw) ++hash_bits;
+    std::unique_ptr<uint8_t[]> window(new (std::nothrow) uint8_t[kWindow + block_bytes + 16]);
+    std::unique_ptr<Sequence[]> seqs(
+        new (std::nothrow) Sequence[std::min<uint64_t>(block_bytes, kMaxSlice) / kMinMatch + 1]);
     std::unique_ptr<uint8_t[]> rows(new (std::nothrow) uint8_t[5 * n]);
-    if (!block || !tokens || !rows) return false;
-    uint8_t* zeros = rows.get() + 4 * n;
+    std::unique_ptr<uint32_t[]> table(new (std::nothrow) uint32_t[size_t(1) << hash_bits]());
+    if (!window || !seqs || !rows || !table) return false;
+    uint8_t* const zeros = rows.get() + 4 * n;  // the row above the first
     std::memset(zeros, 0, n);
-    std::memset(block.get(), 0, history);
 
-    out->resize(static_cast<size_t>(bound));
+    // The only call here that can throw; the worker must get `false`, never an exception.
+    try {
+        out->resize(static_cast<size_t>(bound));
+    } catch (const std::exception&) {
+        return false;
+    }
     uint8_t* const base = reinterpret_cast<uint8_t*>(&(*out)[0]);
     static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     std::memcpy(base, kSignature, 8);
     put_chunk_header(base + 8, 13, "IHDR");
-    uint8_t* ihdr = base + 16;
+    uint8_t* const ihdr = base + 16;
     store_be32(ihdr, width);
     store_be32(ihdr + 4, height);
-    ihdr[8] = 8;
+    ihdr[8] = 8;  // bit depth
     ihdr[9] = kColorType[channels];
-    ihdr[10] = ihdr[11] = ihdr[12] = 0;
+    ihdr[10] = ihdr[11] = ihdr[12] = 0;  // deflate, adaptive filters, no interlace
     store_be32(base + 29, chunk_crc(base + 12, 17));
 
     uint8_t* const idat = base + 33;
     uint8_t* const zstart = idat + 8;
-    zstart[0] = 0x78;  // deflate, 32 KiB window
-    zstart[1] = 0x01;  // no dictionary, "fastest" level; 0x7801 % 31 == 0
+    zstart[0] = 0x78;  // deflate with a 32 KiB window
+    zstart[1] = 0x01;  // no dictionary, "fastest"; 0x7801 is a multiple of 31 as required
     BitWriter w(zstart + 2);
+    Matcher matcher(hash_bits, table.get());
+    Prices prices;
     uint32_t adler = 1;
-    uint8_t* data = block.get() + history;
+    size_t history = 0;  // bytes of earlier blocks kept at the front of `window`
+    uint64_t offset = 0;  // of the current slice in the stream
     for (uint64_t y0 = 0; y0 < height; y0 += rows_per_block) {
         const uint64_t y1 = std::min<uint64_t>(height, y0 + rows_per_block);
+        uint8_t* const data = window.get() + history;
         for (uint64_t y = y0; y < y1; ++y) {
             const uint8_t* cur = pixels + y * row_bytes;
             const uint8_t* prev = y ? cur - row_bytes : zeros;
@@ -641,20 +967,32 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
         }
         const size_t len = static_cast<size_t>((y1 - y0) * stride);
         adler = update_adler(adler, data, len);
-        std::memset(data + len, 0, 8);  // common_prefix may read past the end
+        std::memset(data + len, 0, 16);  // the matcher reads whole words
 
-        uint32_t counts[kTokenKinds] = {};
-        const size_t ntokens =
-            tokenize(data, len, y0 ? history : 0, bpp, tokens.get(), counts);
-        BlockPlan plan;
-        plan_block(counts, bpp, &plan);
-        const bool final = y1 == height;
-        if (plan.bits < stored_bits(len))
-            write_dynamic_block(plan, tokens.get(), ntokens, bpp, final, &w);
-        else
-            write_stored(data, len, final, &w);
-        // The next block's matches may look back one pixel into this one.
-        std::memcpy(block.get(), data + len - history, history);
+        // A group is one row when rows are long; it is then deflated in slices, which bounds
+        // the sequence buffer and keeps every count within 32 bits.
+        for (size_t at = 0; at < len;) {
+            const size_t part = std::min(len - at, kMaxSlice);
+            const uint8_t* const slice = data + at;
+            if (offset == 0) prices.from_histogram(slice, part);
+            BlockCounts counts = {};
+            const size_t nseq = matcher.tokenize(slice, part, std::min(kWindow, history + at),
+                                                 offset, bpp, prices, seqs.get(), &counts);
+            BlockPlan plan;
+            plan_block(counts, &plan);
+            prices.from_codes(plan.litlen_lens, plan.dist_lens);
+            at += part;
+            offset += part;
+            const bool final = y1 == height && at == len;
+            if (plan.bits < stored_bits(part))
+                write_dynamic_block(plan, slice, seqs.get(), nseq, final, &w);
+            else
+                write_stored(slice, part, final, &w);
+        }
+
+        const size_t keep = std::min(kWindow, history + len);
+        std::memmove(window.get(), data + len - keep, keep);
+        history = keep;
     }
     w.align();
     uint8_t* zend = w.pos();
@@ -668,15 +1006,15 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
         store_be32(zend, chunk_crc(idat + 4, 4 + zlen));
         end = zend + 4;
     } else {
-        // Only for images of gigabytes: split the stream into several IDAT chunks, moving the
-        // tail back to make room for the extra chunk headers.
+        // Streams beyond a chunk's 2 GiB limit are split over several IDAT chunks. The stream is
+        // first moved up by the extra headers' size so that each piece moves down into place
+        // without overwriting data not yet moved.
         const uint64_t pieces = (zlen + kMaxChunk - 1) / kMaxChunk;
         const uint64_t grow = (pieces - 1) * 12;
         std::memmove(zstart + grow, zstart, static_cast<size_t>(zlen));
         const uint8_t* src = zstart + grow;
         uint8_t* p = idat;
-        uint64_t left = zlen;
-        while (left) {
+        for (uint64_t left = zlen; left;) {
             const uint64_t piece = std::min(left, kMaxChunk);
             put_chunk_header(p, static_cast<uint32_t>(piece), "IDAT");
             std::memmove(p + 8, src, static_cast<size_t>(piece));

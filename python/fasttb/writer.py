@@ -197,6 +197,7 @@ class SummaryWriter:
         self._on_full = on_full
         self.file_writer: Optional[FileWriter] = None
         self.all_writers: Optional[Dict[str, FileWriter]] = None
+        self._closed_totals: Dict[str, int] = {}  # counters of the files close() let go of
         # The native fast path of add_scalar: `_scalar_push(tag, value, step, walltime)` queues
         # a plain scalar and returns True, or returns False for the general path to handle.
         push, native_add_scalar = _core.scalar_fast_path(self)
@@ -418,11 +419,33 @@ class SummaryWriter:
             pixels = image_to_hwc_uint8(chw, "CHW")
         self._push_image(tag, pixels, global_step, walltime)
 
-    def _push_image(self, tag: Any, pixels: np.ndarray, global_step: Any, walltime: Any) -> None:
+    def add_image_with_boxes(
+        self,
+        tag: str,
+        img_tensor: Any,
+        box_tensor: Any,
+        global_step: Optional[int] = None,
+        walltime: Optional[float] = None,
+        rescale: float = 1,
+        dataformats: str = "CHW",
+        labels: Optional[Any] = None,
+    ) -> None:
+        """Log an image with boxes drawn on it: ``box_tensor`` holds one
+        ``(xmin, ymin, xmax, ymax)`` row per box, in pixels; ``labels`` (one string per box) are
+        written on them. The image is then resized by ``rescale``. Drawing uses Pillow, on the
+        caller's thread, exactly as the stock writer draws; the PNG is encoded on the worker."""
+        from ._image import image_with_boxes_to_hwc_uint8
+
+        pixels, height, width = image_with_boxes_to_hwc_uint8(
+            img_tensor, box_tensor, rescale=rescale, dataformats=dataformats, labels=labels)
+        self._push_image(tag, pixels, global_step, walltime, height, width)
+
+    def _push_image(self, tag: Any, pixels: np.ndarray, global_step: Any, walltime: Any,
+                    height: int = 0, width: int = 0) -> None:
         tag = to_tag(tag)
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
-        self._main().push_image(tag, pixels, step, wall_time)
+        self._main().push_image(tag, pixels, step, wall_time, height, width)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -450,13 +473,18 @@ class SummaryWriter:
                 writer.close()
             except OSError as exc:  # close the others, then report the first failure
                 error = error or exc
+            for key, value in writer.stats().items():
+                self._closed_totals[key] = self._closed_totals.get(key, 0) + value
         if error is not None:
             raise error
 
     def stats(self) -> Dict[str, int]:
-        """Counters for this writer's files (records, bytes, dropped, stalls, lost) and the
-        process-wide queue (queue_bytes, queue_high_water, queue_limit)."""
+        """Counters for every file this writer has written, closed ones included (records,
+        bytes, dropped, stalls, lost), and for the process-wide queue (queue_bytes,
+        queue_high_water, queue_limit, items_processed)."""
         totals: Dict[str, int] = {"records": 0, "bytes": 0, "dropped": 0, "stalls": 0, "lost": 0}
+        for key, value in self._closed_totals.items():
+            totals[key] += value
         for writer in (self.all_writers or {}).values():
             for key, value in writer.stats().items():
                 totals[key] += value
