@@ -1,0 +1,35 @@
+"""Fixtures for the pytest-benchmark suite: one writer of each installed kind, side by side.
+
+Run: python -m pytest benchmarks --benchmark-only --benchmark-autosave
+(each test is grouped by what it measures, so the table compares the writers directly)."""
+
+import pytest
+
+
+def _classes():
+    import fasttb
+
+    classes = {"fasttb": fasttb.SummaryWriter}
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+
+        classes["torch"] = SummaryWriter
+    except ImportError:
+        pass
+    try:
+        from tensorboardX import SummaryWriter as TbxWriter
+
+        classes["tensorboardX"] = TbxWriter
+    except ImportError:
+        pass
+    return classes
+
+
+WRITERS = _classes()
+
+
+@pytest.fixture(params=list(WRITERS))
+def writer(request, tmp_path):
+    w = WRITERS[request.param](str(tmp_path / request.param))
+    yield w
+    w.close()

@@ -1,0 +1,306 @@
+"""Side-by-side benchmark: fasttb against torch's and tensorboardX's SummaryWriter, in one run.
+
+Every number is a median over repeats, measured in this process on this machine, and every
+comparison is a ratio between writers measured in the same run. Writers that are not installed
+are skipped. Run it as ``python -m fasttb bench [--quick] [--json PATH]``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import timeit
+from datetime import date
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+
+def _writer_classes() -> Dict[str, Callable[[str], Any]]:
+    import fasttb
+
+    classes: Dict[str, Callable[[str], Any]] = {"fasttb": fasttb.SummaryWriter}
+    try:
+        from torch.utils.tensorboard import SummaryWriter as TorchWriter
+
+        classes["torch"] = TorchWriter
+    except ImportError:
+        pass
+    try:
+        from tensorboardX import SummaryWriter as TbxWriter
+
+        classes["tensorboardX"] = TbxWriter
+    except ImportError:
+        pass
+    return classes
+
+
+def _median_per_call(fn: Callable[[int], None], calls: int, repeats: int) -> float:
+    """Median seconds per call of `fn(i)` over `repeats` timed batches of `calls` calls."""
+    samples = []
+    for _ in range(repeats):
+        gc.disable()
+        start = time.perf_counter()
+        for i in range(calls):
+            fn(i)
+        samples.append((time.perf_counter() - start) / calls)
+        gc.enable()
+    return statistics.median(samples)
+
+
+class _Noop:
+    def add_scalar(self, tag, scalar_value, global_step=None, walltime=None, new_style=False,
+                   double_precision=False):
+        pass
+
+
+class Bench:
+    def __init__(self, quick: bool, out: Callable[[str], None] = print) -> None:
+        self.quick = quick
+        self.out = out
+        self.classes = _writer_classes()
+        self.root = tempfile.mkdtemp(prefix="fasttb-bench-")
+        self.results: Dict[str, Dict[str, Any]] = {}
+
+    def _writer(self, name: str, label: str) -> Any:
+        path = os.path.join(self.root, f"{label}-{name}-{len(os.listdir(self.root))}")
+        return self.classes[name](path)
+
+    def _record(self, section: str, name: str, **values: Any) -> None:
+        self.results.setdefault(section, {})[name] = values
+
+    # -- scalars -------------------------------------------------------------------------------
+
+    def scalars(self) -> None:
+        # timeit statements rather than a Python callback, so that only the loop's own overhead
+        # (a few ns) is added to what is measured.
+        calls = {"fasttb": 50000, "torch": 300, "tensorboardX": 300}
+        repeats = 5 if self.quick else 15
+
+        def per_call(stmt: str, namespace: Dict[str, Any], number: int) -> float:
+            timer = timeit.Timer(stmt, globals=namespace)
+            return statistics.median(timer.repeat(repeat=repeats, number=number)) / number
+
+        base = per_call("w.add_scalar('loss', 0.5, 10)", {"w": _Noop()}, 50000)
+        self._record("add_scalar", "noop method", seconds=base)
+        for name in self.classes:
+            w = self._writer(name, "scalar")
+            n = calls[name] // (4 if self.quick else 1)
+            t = per_call("w.add_scalar('loss', 0.5, 10)", {"w": w}, n)
+            w.close()
+            self._record("add_scalar", name, seconds=t)
+
+    def throughput(self) -> None:
+        """Records per second from the first call until close() returns, and (fasttb) the
+        worker alone draining a pre-filled queue."""
+        import fasttb
+        from fasttb import _core
+
+        sizes = {"fasttb": 200_000 if self.quick else 1_000_000, "torch": 2000, "tensorboardX": 2000}
+        for name in self.classes:
+            n = sizes[name]
+            samples = []
+            for _ in range(3):
+                w = self._writer(name, "tp")
+                start = time.perf_counter()
+                for i in range(n):
+                    w.add_scalar("loss", 0.5, i)
+                w.close()
+                samples.append(n / (time.perf_counter() - start))
+            self._record("records_per_second", name, value=statistics.median(samples))
+        n = sizes["fasttb"]
+        fasttb.set_queue_limit(max(1 << 30, n * 512))
+        w = fasttb.SummaryWriter(os.path.join(self.root, "worker"))
+        samples = []
+        for _ in range(3):
+            w.flush()
+            _core._pause_worker(True)
+            try:
+                for i in range(n):
+                    w.add_scalar("loss", 0.5, i)
+            finally:
+                start = time.perf_counter()
+                _core._pause_worker(False)
+            w.flush()
+            samples.append(n / (time.perf_counter() - start))
+        w.close()
+        fasttb.set_queue_limit(256 << 20)
+        self._record("records_per_second", "fasttb worker alone", value=statistics.median(samples))
+
+    def training_loop(self) -> None:
+        """A loop doing ~1 ms of numpy work per step and logging 10 scalars per step."""
+        x = np.linspace(0.0, 1.0, 20000)
+
+        def work() -> float:  # elementwise numpy: one thread, no denormals, deterministic
+            total = 0.0
+            for _ in range(reps):
+                total += float(np.sin(x).sum())
+            return total
+
+        reps = 1
+        for _ in range(5):  # calibrate to about 1 ms per step
+            start = time.perf_counter()
+            for _ in range(50):
+                work()
+            per_step = (time.perf_counter() - start) / 50
+            reps = max(1, round(reps * 1e-3 / per_step))
+        steps = 300 if self.quick else 1000
+        tags = [f"metric/{k}" for k in range(10)]
+
+        def run(writer: Any) -> float:
+            start = time.perf_counter()
+            for step in range(steps):
+                value = work()
+                if writer is not None:
+                    for tag in tags:
+                        writer.add_scalar(tag, value, step)
+            if writer is not None:
+                writer.flush()
+            return (time.perf_counter() - start) / steps
+
+        order = [None] + list(self.classes)
+        samples: Dict[str, List[float]] = {str(k): [] for k in order}
+        for _ in range(3 if self.quick else 5):
+            for name in order:  # interleaved, so drifts in machine speed hit every writer alike
+                w = None if name is None else self._writer(name, "loop")
+                samples[str(name)].append(run(w))
+                if w is not None:
+                    w.close()
+        base = statistics.median(samples["None"])
+        self._record("loop", "no logging", seconds=base)
+        for name in self.classes:
+            t = statistics.median(samples[name])
+            self._record("loop", name, seconds=t, slowdown=t / base - 1)
+
+    # -- histograms and images -----------------------------------------------------------------
+
+    def _call_and_flush(self, label: str, call: Callable[[Any, int], None], repeats: int,
+                        names: Optional[List[str]] = None) -> None:
+        for name in names or list(self.classes):
+            w = self._writer(name, label)
+            call(w, -1)  # warm-up: imports, first allocations
+            w.flush()
+            calls, totals = [], []
+            for i in range(repeats):
+                start = time.perf_counter()
+                call(w, i)
+                mid = time.perf_counter()
+                w.flush()
+                end = time.perf_counter()
+                calls.append(mid - start)
+                totals.append(end - start)
+            w.close()
+            self._record(label, name, call=statistics.median(calls), total=statistics.median(totals))
+
+    def histograms(self) -> None:
+        rng = np.random.default_rng(1)
+        sizes = [10_000, 1_000_000] + ([] if self.quick else [10_000_000])
+        for n in sizes:
+            values = rng.standard_normal(n).astype(np.float32)
+            repeats = 3 if n >= 10_000_000 else (5 if self.quick else 11)
+            self._call_and_flush(f"add_histogram {n:.0e} float32",
+                                 lambda w, i: w.add_histogram("h", values, i), repeats)
+
+    def images(self) -> None:
+        rng = np.random.default_rng(2)
+        y, x = np.mgrid[0:1024, 0:1024] / 1024.0
+        smooth = np.stack([np.sin(6 * x), np.cos(5 * y), x * y]) * 0.5 + 0.5
+        cases = {
+            "3x256x256 uint8": (rng.integers(0, 256, (3, 256, 256), dtype=np.uint8), "add_image"),
+            "3x1024x1024 uint8 smooth": ((smooth * 255).astype(np.uint8), "add_image"),
+            "3x1024x1024 float smooth": (smooth.astype(np.float32), "add_image"),
+            "64x3x32x32 uint8": (rng.integers(0, 256, (64, 3, 32, 32), dtype=np.uint8), "add_images"),
+        }
+        if not self.quick:
+            cases["3x1024x1024 uint8 noise"] = (rng.integers(0, 256, (3, 1024, 1024), dtype=np.uint8), "add_image")
+        for label, (img, method) in cases.items():
+            repeats = 3 if self.quick else 7
+            self._call_and_flush(f"{method} {label}",
+                                 lambda w, i, img=img, m=method: getattr(w, m)("img", img, i), repeats)
+
+    # -- report --------------------------------------------------------------------------------
+
+    def report(self) -> str:
+        lines = []
+        scal = self.results.get("add_scalar", {})
+        if scal:
+            lines.append("add_scalar on the caller's thread (median per call)")
+            noop = scal["noop method"]["seconds"]
+            for name, r in scal.items():
+                ratio = "" if name == "noop method" else f"  {r['seconds'] / noop:6.1f}x a no-op method"
+                vs = ""
+                if name == "fasttb":
+                    vs = "".join(f", {scal[o]['seconds'] / r['seconds']:,.0f}x cheaper than {o}" for o in scal
+                                 if o not in ("fasttb", "noop method"))
+                lines.append(f"  {name:28s} {r['seconds'] * 1e9:12,.0f} ns{ratio}{vs}")
+        rps = self.results.get("records_per_second", {})
+        if rps:
+            lines.append("scalar records per second, first call until close() returns")
+            for name, r in rps.items():
+                lines.append(f"  {name:28s} {r['value']:12,.0f} /s")
+        loop = self.results.get("loop", {})
+        if loop:
+            lines.append("training loop, ~1 ms of work + 10 scalars per step (median per step)")
+            for name, r in loop.items():
+                extra = f"  {r['slowdown'] * 100:+6.1f}%" if "slowdown" in r else ""
+                lines.append(f"  {name:28s} {r['seconds'] * 1e3:12.3f} ms{extra}")
+        for section, rows in self.results.items():
+            if not section.startswith(("add_histogram", "add_image")):
+                continue
+            lines.append(f"{section}: caller / until flush() (median)")
+            ours = rows.get("fasttb")
+            for name, r in rows.items():
+                ratio = ""
+                if ours and name != "fasttb":
+                    ratio = f"  fasttb {r['call'] / ours['call']:6.1f}x / {r['total'] / ours['total']:5.1f}x faster"
+                lines.append(f"  {name:28s} {r['call'] * 1e3:10.3f} ms {r['total'] * 1e3:10.3f} ms{ratio}")
+        return "\n".join(lines)
+
+    def run(self, sections: List[str]) -> Dict[str, Any]:
+        try:
+            for section in sections:
+                self.out(f"[bench] {section} ...")
+                getattr(self, section)()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+        return self.results
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{date.today().isoformat()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main(quick: bool = False, json_path: Optional[str] = None,
+         sections: Optional[List[str]] = None) -> int:
+    bench = Bench(quick)
+    names = ", ".join(bench.classes)
+    print(f"fasttb bench ({'quick' if quick else 'full'}): {names}; {machine_line()}")
+    sections = sections or ["scalars", "throughput", "training_loop", "histograms", "images"]
+    results = bench.run(sections)
+    print()
+    print(bench.report())
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"machine": machine_line(), "quick": quick, "results": results}, f, indent=2)
+        print(f"\nresults written to {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main("--quick" in sys.argv))

@@ -1,0 +1,48 @@
+"""Smoke tests of the command line: the demo and the side-by-side bench, at tiny sizes."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import accumulator
+
+
+def test_demo_writes_a_run_tensorboard_reads(tmp_path):
+    logdir = str(tmp_path / "demo")
+    result = subprocess.run([sys.executable, "-m", "fasttb", "demo", "--logdir", logdir, "--steps", "600"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "steps/s" in out and "us per call" in out and f"tensorboard --logdir" in out
+    acc = accumulator(logdir)
+    assert len(acc.Scalars("train/loss")) == 600
+    assert len(acc.Histograms("weights")) == 6
+    assert len(acc.Images("samples")) == 2
+
+
+def test_demo_rejects_bad_steps(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "fasttb", "demo", "--steps", "0"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and "--steps" in result.stderr
+
+
+def test_bench_reports_and_saves_json(tmp_path, capsys):
+    from fasttb import bench
+
+    path = str(tmp_path / "bench.json")
+    assert bench.main(quick=True, json_path=path, sections=["scalars"]) == 0
+    out = capsys.readouterr().out
+    assert "add_scalar on the caller's thread" in out and "fasttb" in out
+    with open(path) as f:
+        saved = json.load(f)
+    rows = saved["results"]["add_scalar"]
+    assert {"noop method", "fasttb", "torch", "tensorboardX"} <= set(rows)
+    assert all(r["seconds"] > 0 for r in rows.values())
+    assert saved["quick"] is True and saved["machine"]
+
+
+def test_bench_help():
+    result = subprocess.run([sys.executable, "-m", "fasttb", "bench", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--quick" in result.stdout and "--json" in result.stdout
+    assert os.path.exists(os.path.join(os.path.dirname(__file__), "..", "benchmarks", "compare.py"))
