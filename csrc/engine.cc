@@ -1,9 +1,11 @@
 // The worker thread, its wake-up protocol and the queue's byte bound; see engine.h.
 //
-// Wake-ups: after draining the queue and handing everything to the OS, the worker naps for a
-// millisecond at a time; producers do not signal it then, so a busy training loop pays no
-// system call per record. After a run of empty naps it sleeps deeply, and the first producer to
-// push wakes it. Flush, close and a queue past half its bound wake it at once.
+// Wake-ups: after draining the queue and handing everything to the OS, the worker naps;
+// producers do not signal it then, so a busy training loop pays no system call per record. A
+// wake-up costs tens of microseconds of CPU on a virtual machine, so the nap adapts: it doubles
+// (up to 20 ms) while wake-ups find only a handful of records and halves when they find many.
+// After 200 ms without records the worker sleeps deeply and the first producer to push wakes
+// it. Flush, close and a queue past its wake threshold wake it at once.
 #include "engine.h"
 
 #include <algorithm>
@@ -21,8 +23,12 @@ namespace fasttb {
 namespace {
 
 constexpr size_t kDefaultLimit = size_t(256) << 20;
-constexpr auto kNap = std::chrono::milliseconds(1);
-constexpr int kNapsBeforeSleep = 200;
+constexpr auto kMinNap = std::chrono::microseconds(1000);
+constexpr auto kDefaultMaxNap = std::chrono::microseconds(20000);
+constexpr auto kIdleBeforeSleep = std::chrono::milliseconds(200);
+constexpr uint64_t kFewRecords = 64;    // a wake-up finding fewer: nap longer
+constexpr uint64_t kManyRecords = 1024;  // finding more: nap shorter
+constexpr size_t kWakeBytes = size_t(8) << 20;  // a producer wakes a napping worker past this
 constexpr size_t kFileBufferLimit = size_t(4) << 20;
 constexpr uint64_t kClockEvery = 4096;  // items between checks of flush_secs while busy
 
@@ -241,10 +247,14 @@ Engine* Engine::current() { return g_engine.load(std::memory_order_acquire); }
 
 uint64_t Engine::generation() { return g_generation.load(std::memory_order_relaxed); }
 
-Engine::Engine() : limit_(kDefaultLimit) {
+Engine::Engine() : limit_(kDefaultLimit), nap_(kMinNap), max_nap_(kDefaultMaxNap) {
     if (const char* env = std::getenv("FASTTB_QUEUE_BYTES")) {
         const long long v = std::atoll(env);
         if (v > 0) limit_ = static_cast<size_t>(v);
+    }
+    if (const char* env = std::getenv("FASTTB_MAX_NAP_US")) {
+        const long long v = std::atoll(env);
+        if (v > 0) max_nap_ = std::max(std::chrono::microseconds(v), kMinNap);
     }
     thread_ = std::thread([this] { run(); });
     thread_.detach();  // lives as long as the process; see after_fork_in_child
@@ -268,7 +278,8 @@ Engine::Push Engine::push(Item* item, bool drop_when_full) {
     }
     queue_.push(item);
     if (sleeping_.load(std::memory_order_seq_cst) ||
-        (queued > limit / 2 && !wake_pending_.exchange(true, std::memory_order_relaxed)))
+        (queued > std::min(limit / 2, kWakeBytes) &&
+         !wake_pending_.exchange(true, std::memory_order_relaxed)))
         wake();
     return Push::ok;
 }
@@ -428,14 +439,14 @@ void Engine::idle_wait(bool deep) {
     if (deep) {
         wake_cv_.wait(lock, [this] { return woken_; });
     } else {
-        wake_cv_.wait_for(lock, kNap, [this] { return woken_; });
+        wake_cv_.wait_for(lock, nap_, [this] { return woken_; });
     }
     woken_ = false;
 }
 
 void Engine::run() {
     std::string scratch;
-    int empty_naps = 0;
+    auto idle_for = std::chrono::microseconds(0);
     for (;;) {
         {
             std::unique_lock<std::mutex> lock(mutex_);
@@ -459,17 +470,18 @@ void Engine::run() {
         // The queue is drained: everything logged so far goes to the OS now, so a killed process
         // loses at most what arrived during the last nap.
         if (!dirty_.empty()) write_dirty(wall_clock_now(), false);
-        if (handled) {
-            empty_naps = 0;
-            continue;
-        }
         if (!queue_.idle()) {
             std::this_thread::yield();  // a producer is half-way through a push
             continue;
         }
-        if (!worker_chain_.empty()) give_chain(std::move(worker_chain_));  // idle: hand back
-        if (empty_naps < kNapsBeforeSleep) {
-            ++empty_naps;
+        if (!worker_chain_.empty()) give_chain(std::move(worker_chain_));  // hand blocks back
+        if (handled >= kManyRecords) {
+            nap_ = std::max(nap_ / 2, kMinNap);
+        } else if (handled < kFewRecords) {
+            nap_ = std::min(nap_ * 2, max_nap_);
+        }
+        idle_for = handled ? std::chrono::microseconds(0) : idle_for + nap_;
+        if (idle_for < kIdleBeforeSleep) {
             idle_wait(false);
             continue;
         }
@@ -477,7 +489,8 @@ void Engine::run() {
         sleeping_.store(true, std::memory_order_seq_cst);
         if (queue_.idle()) idle_wait(true);
         sleeping_.store(false, std::memory_order_seq_cst);
-        empty_naps = 0;
+        idle_for = std::chrono::microseconds(0);
+        nap_ = kMinNap;
     }
 }
 

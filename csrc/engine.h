@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -151,6 +152,8 @@ private:
     std::condition_variable room_cv_;
     bool woken_ = false;  // guarded by mutex_
     bool paused_ = false;  // guarded by mutex_
+    std::chrono::microseconds nap_;      // worker only: how long it waits before looking again
+    std::chrono::microseconds max_nap_;  // FASTTB_MAX_NAP_US, 20 ms by default
     std::vector<EventFile*> dirty_;  // worker only: files whose buffer holds records
     Chain worker_chain_;             // worker only: blocks freed since the last batch
     std::mutex pool_mutex_;

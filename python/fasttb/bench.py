@@ -145,12 +145,14 @@ class Bench:
             return total
 
         reps = 1
-        for _ in range(5):  # calibrate to about 1 ms per step
-            start = time.perf_counter()
-            for _ in range(50):
-                work()
-            per_step = (time.perf_counter() - start) / 50
-            reps = max(1, round(reps * 1e-3 / per_step))
+        for _ in range(4):  # calibrate to about 1 ms per step (medians: the machine may be noisy)
+            samples = []
+            for _ in range(7):
+                start = time.perf_counter()
+                for _ in range(20):
+                    work()
+                samples.append((time.perf_counter() - start) / 20)
+            reps = max(1, round(reps * 1e-3 / statistics.median(samples)))
         steps = 300 if self.quick else 1000
         tags = [f"metric/{k}" for k in range(10)]
 
