@@ -57,6 +57,7 @@ struct Item : QueueNode {
     int64_t max_bins = 0;
     uint32_t height = 0, width = 0, channels = 0;  // image: the pixels' shape
     uint32_t shown_height = 0, shown_width = 0;     // image: the size Summary.Image records
+    uint32_t planes = 0;  // image: 0 for HWC pixels, else the C of CHW pixels (1 becomes RGB)
     size_t count = 0;
     size_t accounted = 0;  // bytes counted against the queue bound
     uint32_t tag_len = 0;
@@ -155,6 +156,7 @@ private:
     std::chrono::microseconds nap_;      // worker only: how long it waits before looking again
     std::chrono::microseconds max_nap_;  // FASTTB_MAX_NAP_US, 20 ms by default
     std::vector<EventFile*> dirty_;  // worker only: files whose buffer holds records
+    std::string planar_scratch_;     // worker only: CHW images turned HWC
     Chain worker_chain_;             // worker only: blocks freed since the last batch
     std::mutex pool_mutex_;
     std::vector<Chain> pool_;        // guarded by pool_mutex_

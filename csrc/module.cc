@@ -115,11 +115,13 @@ void require_histogram_input(const py::array& values, int64_t max_bins) {
         throw py::value_error("The histogram is empty, please file a bug report.");
 }
 
-void require_image(const py::array& pixels) {
+void require_image(const py::array& pixels, bool planar = false) {
     require_contiguous(pixels, "pixels");
     if (pixels.ndim() != 3 || pixels.dtype().kind() != 'u' || pixels.dtype().itemsize() != 1)
-        throw py::value_error("pixels: must be a uint8 array of shape (height, width, channels)");
-    const auto h = pixels.shape(0), w = pixels.shape(1), c = pixels.shape(2);
+        throw py::value_error(planar ? "pixels: must be a uint8 array of shape (channels, height, width)"
+                                     : "pixels: must be a uint8 array of shape (height, width, channels)");
+    const auto h = pixels.shape(planar ? 1 : 0), w = pixels.shape(planar ? 2 : 1),
+               c = pixels.shape(planar ? 0 : 2);
     if (h < 1 || w < 1 || h > INT32_MAX || w > INT32_MAX)
         throw py::value_error("pixels: height and width must be between 1 and 2**31 - 1");
     if (c < 1 || c > 4) throw py::value_error("pixels: must have 1 to 4 channels");
@@ -287,6 +289,19 @@ void register_writer(py::module_& m) {
            py::arg("height") = 0, py::arg("width") = 0,
            "Queue an image, PNG-encoded on the worker. height/width: the size Summary.Image "
            "records, when it differs from the pixels' (0: the pixels' own).")
+        .def("push_image_planes", [](EventWriter& w, const py::str& tag, const py::array& planes,
+                                     int64_t step, double wall_time) {
+            require_image(planes, true);
+            Item* item = new_item(w, ItemKind::image, tag, size_t(planes.nbytes()), step, wall_time);
+            item->planes = uint32_t(planes.shape(0));
+            item->height = item->shown_height = uint32_t(planes.shape(1));
+            item->width = item->shown_width = uint32_t(planes.shape(2));
+            item->channels = item->planes == 1 ? 3 : item->planes;
+            copy_payload(item, planes);
+            push(w, item);
+        }, py::arg("tag"), py::arg("planes"), py::arg("step"), py::arg("wall_time"),
+           "Queue a (channels, height, width) uint8 image as it is: the worker interleaves the "
+           "planes (one plane is stored as RGB), so the caller pays one copy.")
         .def("check", [](const EventWriter& w) {
             if (const int err = w.error()) raise_os_error(err, "fasttb: " + w.error_context(), w.path());
         }, "Raise the worker's error for this file, if any.")

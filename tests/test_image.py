@@ -611,3 +611,34 @@ def test_module_imports_nothing_heavy():
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert _image.__all__
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (64, 33)])
+def test_uint8_chw_planes_match_stock(tmp_path, channels, shape):
+    """The planar fast path (the worker interleaves CHW uint8) writes what the stock writer does."""
+    from fasttb import SummaryWriter
+
+    img = np.random.default_rng(channels).integers(0, 256, (channels, *shape), dtype=np.uint8)
+    results = []
+    for name, cls in (("stock", TorchWriter), ("fasttb", SummaryWriter)):
+        w = cls(str(tmp_path / name))
+        w.add_image("planes", img, 3)
+        w.add_image("planes_lower", img, 4, dataformats="chw")
+        w.close()
+        results.append(image_values(str(tmp_path / name)))
+    stock_values, ours = results
+    assert [v[:5] for v in ours] == [v[:5] for v in stock_values]
+    for a, b in zip(ours, stock_values):
+        np.testing.assert_array_equal(a[5], b[5])
+
+
+def test_uint8_chw_is_copied_before_the_call_returns(tmp_path):
+    from fasttb import SummaryWriter
+
+    img = np.full((3, 8, 8), 7, dtype=np.uint8)
+    with SummaryWriter(str(tmp_path / "r")) as w:
+        w.add_image("img", img, 1)
+        img[:] = 200  # reused at once by the caller
+    ((_, _, _, _, _, pixels),) = image_values(str(tmp_path / "r"))
+    assert (pixels == 7).all()

@@ -385,6 +385,16 @@ class SummaryWriter:
         stored as RGB. The PNG is encoded on the background thread."""
         from ._image import image_to_hwc_uint8
 
+        if (type(img_tensor) is np.ndarray and img_tensor.dtype == np.uint8 and img_tensor.ndim == 3
+                and dataformats in ("CHW", "chw") and 1 <= img_tensor.shape[0] <= 4
+                and img_tensor.flags.c_contiguous):
+            # The common uint8 CHW case needs no conversion: the worker interleaves the planes,
+            # so the caller pays a single copy.
+            tag = to_tag(tag)
+            step = to_step(global_step)
+            wall_time = to_walltime(walltime)
+            self._main().push_image_planes(tag, img_tensor, step, wall_time)
+            return
         self._push_image(tag, image_to_hwc_uint8(img_tensor, dataformats), global_step, walltime)
 
     def add_images(
