@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _core
 from ._convert import make_np, to_scalar, to_step, to_tag, to_walltime
+from ._stock_kinds import StockKindsMixin
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -157,7 +158,7 @@ class FileWriter:
         return self._core.stats()
 
 
-class SummaryWriter:
+class SummaryWriter(StockKindsMixin):
     """Writes TensorBoard event files: a drop-in replacement for
     ``torch.utils.tensorboard.SummaryWriter``.
 
