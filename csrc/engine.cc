@@ -361,7 +361,7 @@ void interleave_planes(const uint8_t* planes, uint32_t count, uint32_t height, u
     }
 }
 
-void Engine::process(Item* item, std::string& scratch) {
+void Engine::process(Item* item) {
     EventFile* f = item->file;
     if (item->kind == ItemKind::flush || item->kind == ItemKind::close) {
         const double now = wall_clock_now();
@@ -431,10 +431,10 @@ void Engine::process(Item* item, std::string& scratch) {
                 interleave_planes(pixels, item->planes, item->height, item->width, &planar_scratch_);
                 pixels = reinterpret_cast<const uint8_t*>(planar_scratch_.data());
             }
-            encode_png(pixels, item->height, item->width, item->channels, &scratch);
+            encode_png(pixels, item->height, item->width, item->channels, &png_scratch_);
             encode_image_event(out, item->wall_time, item->step, item->tag(), item->shown_height,
-                               item->shown_width, item->channels, scratch);
-            if (scratch.capacity() > (8u << 20)) std::string().swap(scratch);
+                               item->shown_width, item->channels, png_scratch_);
+            if (png_scratch_.capacity() > (8u << 20)) std::string().swap(png_scratch_);
             if (planar_scratch_.capacity() > (8u << 20)) std::string().swap(planar_scratch_);
             break;
         }
@@ -468,7 +468,6 @@ void Engine::idle_wait(bool deep) {
 }
 
 void Engine::run() {
-    std::string scratch;
     auto idle_for = std::chrono::microseconds(0);
     for (;;) {
         {
@@ -480,7 +479,7 @@ void Engine::run() {
         while (QueueNode* node = queue_.pop()) {
             Item* item = static_cast<Item*>(node);
             freed += item->accounted;
-            process(item, scratch);
+            process(item);
             if (++handled % 64 == 0) {
                 release(freed);
                 freed = 0;

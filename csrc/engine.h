@@ -130,7 +130,7 @@ private:
     Engine();
     void wake();
     void run();
-    void process(Item* item, std::string& scratch);
+    void process(Item* item);
     void mark_dirty(EventFile* f);
     void write_dirty(double now, bool only_due);
     void release(size_t bytes);
@@ -157,6 +157,7 @@ private:
     std::chrono::microseconds max_nap_;  // FASTTB_MAX_NAP_US, 20 ms by default
     std::vector<EventFile*> dirty_;  // worker only: files whose buffer holds records
     std::string planar_scratch_;     // worker only: CHW images turned HWC
+    std::string png_scratch_;        // worker only: the PNG being encoded
     Chain worker_chain_;             // worker only: blocks freed since the last batch
     std::mutex pool_mutex_;
     std::vector<Chain> pool_;        // guarded by pool_mutex_

@@ -14,7 +14,7 @@ def test_demo_writes_a_run_tensorboard_reads(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "steps/s" in out and "us per call" in out and f"tensorboard --logdir" in out
+    assert "steps/s" in out and "us per call" in out and "tensorboard --logdir" in out
     acc = accumulator(logdir)
     assert len(acc.Scalars("train/loss")) == 600
     assert len(acc.Histograms("weights")) == 6

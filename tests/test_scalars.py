@@ -9,7 +9,6 @@ import re
 import socket
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,7 +37,7 @@ def log_everything(writer):
     t = 1_700_000_000.25
     for i, value in enumerate(ACCEPTED_VALUES):
         writer.add_scalar("values", value, i, walltime=t + i)
-    for i, step in enumerate(ACCEPTED_STEPS):
+    for step in ACCEPTED_STEPS:
         writer.add_scalar("steps", 0.5, step, walltime=t)
     for tag in ACCEPTED_TAGS:
         writer.add_scalar(tag, 1.25, 1, walltime=t)

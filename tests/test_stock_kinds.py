@@ -1,8 +1,6 @@
 """The rarely used kinds (built with torch's own summary functions): the same records and side
 files as torch's writer, read back by tensorboard."""
 
-import os
-
 import numpy as np
 import pytest
 import torch

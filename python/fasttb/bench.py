@@ -7,7 +7,6 @@ are skipped. Run it as ``python -m fasttb bench [--quick] [--json PATH]``.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import platform
@@ -40,19 +39,6 @@ def _writer_classes() -> Dict[str, Callable[[str], Any]]:
     except ImportError:
         pass
     return classes
-
-
-def _median_per_call(fn: Callable[[int], None], calls: int, repeats: int) -> float:
-    """Median seconds per call of `fn(i)` over `repeats` timed batches of `calls` calls."""
-    samples = []
-    for _ in range(repeats):
-        gc.disable()
-        start = time.perf_counter()
-        for i in range(calls):
-            fn(i)
-        samples.append((time.perf_counter() - start) / calls)
-        gc.enable()
-    return statistics.median(samples)
 
 
 class _Noop:
@@ -208,7 +194,7 @@ class Bench:
             values = rng.standard_normal(n).astype(np.float32)
             repeats = 3 if n >= 10_000_000 else (5 if self.quick else 11)
             self._call_and_flush(f"add_histogram {n:.0e} float32",
-                                 lambda w, i: w.add_histogram("h", values, i), repeats)
+                                 lambda w, i, values=values: w.add_histogram("h", values, i), repeats)
 
     def images(self) -> None:
         rng = np.random.default_rng(2)
