@@ -67,8 +67,8 @@ void Completion::wait() {
 namespace {
 
 constexpr size_t kChainLength = 128;  // blocks per batch handed between worker and producers
-constexpr size_t kLargeBlock = size_t(1) << 20;    // from here on, blocks are kept for reuse
-constexpr size_t kLargeKept = 2;                   // at most this many,
+constexpr size_t kLargeBlock = size_t(16) << 10;   // from here on, blocks are kept for reuse
+constexpr size_t kLargeKept = 4;                   // at most this many,
 constexpr size_t kLargeKeptBytes = size_t(128) << 20;  // holding at most this much
 constexpr size_t kPoolChains = 256;   // at most 8 MiB of idle blocks
 

@@ -19,6 +19,9 @@ import numpy as np
 
 from . import _core
 from ._convert import make_np, to_scalar, to_step, to_tag, to_walltime
+from ._histogram import histogram_request
+from ._image import (figure_to_chw_uint8, image_to_hwc_uint8, image_with_boxes_to_hwc_uint8,
+                     images_to_hwc_uint8)
 from ._stock_kinds import StockKindsMixin
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -332,8 +335,6 @@ class SummaryWriter(StockKindsMixin):
         numpy estimator name such as ``"auto"``, or a sequence of edges) are computed with numpy.
         ``max_bins`` merges neighbouring buckets as the stock writer does.
         """
-        from ._histogram import histogram_request
-
         tag = to_tag(tag)
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
@@ -384,8 +385,6 @@ class SummaryWriter(StockKindsMixin):
         """Log one image: an array or tensor laid out as ``dataformats`` (``CHW``, ``HWC``,
         ``HW``, ...), uint8 as is or float in [0, 1] (scaled by 255 and clipped). Grayscale is
         stored as RGB. The PNG is encoded on the background thread."""
-        from ._image import image_to_hwc_uint8
-
         if (type(img_tensor) is np.ndarray and img_tensor.dtype == np.uint8 and img_tensor.ndim == 3
                 and dataformats in ("CHW", "chw") and 1 <= img_tensor.shape[0] <= 4
                 and img_tensor.flags.c_contiguous):
@@ -407,8 +406,6 @@ class SummaryWriter(StockKindsMixin):
         dataformats: str = "NCHW",
     ) -> None:
         """Log a batch of images tiled into one grid image, 8 per row (``NCHW`` or ``NHWC``)."""
-        from ._image import images_to_hwc_uint8
-
         self._push_image(tag, images_to_hwc_uint8(img_tensor, dataformats), global_step, walltime)
 
     def add_figure(
@@ -421,8 +418,6 @@ class SummaryWriter(StockKindsMixin):
     ) -> None:
         """Render a matplotlib figure (or a list of figures, tiled) and log it as an image;
         the figure is closed afterwards unless ``close`` is false."""
-        from ._image import figure_to_chw_uint8, image_to_hwc_uint8, images_to_hwc_uint8
-
         chw = figure_to_chw_uint8(figure, close)
         if isinstance(figure, list):
             pixels = images_to_hwc_uint8(chw, "NCHW")
@@ -445,8 +440,6 @@ class SummaryWriter(StockKindsMixin):
         ``(xmin, ymin, xmax, ymax)`` row per box, in pixels; ``labels`` (one string per box) are
         written on them. The image is then resized by ``rescale``. Drawing uses Pillow, on the
         caller's thread, exactly as the stock writer draws; the PNG is encoded on the worker."""
-        from ._image import image_with_boxes_to_hwc_uint8
-
         pixels, height, width = image_with_boxes_to_hwc_uint8(
             img_tensor, box_tensor, rescale=rescale, dataformats=dataformats, labels=labels)
         self._push_image(tag, pixels, global_step, walltime, height, width)
