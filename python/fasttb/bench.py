@@ -139,7 +139,7 @@ class Bench:
                     work()
                 samples.append((time.perf_counter() - start) / 20)
             reps = max(1, round(reps * 1e-3 / statistics.median(samples)))
-        steps = 300 if self.quick else 1000
+        steps = 300 if self.quick else 2000
         tags = [f"metric/{k}" for k in range(10)]
 
         def run(writer: Any) -> float:
@@ -155,7 +155,7 @@ class Bench:
 
         order = [None] + list(self.classes)
         samples: Dict[str, List[float]] = {str(k): [] for k in order}
-        for _ in range(3 if self.quick else 5):
+        for _ in range(3 if self.quick else 9):
             for name in order:  # interleaved, so drifts in machine speed hit every writer alike
                 w = None if name is None else self._writer(name, "loop")
                 samples[str(name)].append(run(w))
