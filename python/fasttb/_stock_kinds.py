@@ -151,9 +151,8 @@ class StockKindsMixin:
         from .writer import SummaryWriter
 
         with SummaryWriter(log_dir=logdir) as run:
-            run.file_writer.add_summary(exp, global_step)
-            run.file_writer.add_summary(ssi, global_step)
-            run.file_writer.add_summary(sei, global_step)
+            for summary in (exp, ssi, sei):
+                run._get_file_writer().add_summary(summary, global_step)
             for key, value in metric_dict.items():
                 run.add_scalar(key, value, global_step)
 

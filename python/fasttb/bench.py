@@ -41,6 +41,11 @@ def _writer_classes() -> Dict[str, Callable[[str], Any]]:
     return classes
 
 
+def _logger(method: str, data: Any) -> Callable[[Any, int], None]:
+    """A call of `writer.<method>(tag, data, step)`, for the call-and-flush timings."""
+    return lambda writer, step: getattr(writer, method)("x", data, step)
+
+
 class _Noop:
     def add_scalar(self, tag, scalar_value, global_step=None, walltime=None, new_style=False,
                    double_precision=False):
@@ -154,17 +159,17 @@ class Bench:
             return (time.perf_counter() - start) / steps
 
         order = [None] + list(self.classes)
-        samples: Dict[str, List[float]] = {str(k): [] for k in order}
+        per_step: Dict[str, List[float]] = {str(k): [] for k in order}
         for _ in range(3 if self.quick else 9):
             for name in order:  # interleaved, so drifts in machine speed hit every writer alike
                 w = None if name is None else self._writer(name, "loop")
-                samples[str(name)].append(run(w))
+                per_step[str(name)].append(run(w))
                 if w is not None:
                     w.close()
-        base = statistics.median(samples["None"])
+        base = statistics.median(per_step["None"])
         self._record("loop", "no logging", seconds=base)
         for name in self.classes:
-            t = statistics.median(samples[name])
+            t = statistics.median(per_step[name])
             self._record("loop", name, seconds=t, slowdown=t / base - 1)
 
     # -- histograms and images -----------------------------------------------------------------
@@ -193,8 +198,7 @@ class Bench:
         for n in sizes:
             values = rng.standard_normal(n).astype(np.float32)
             repeats = 3 if n >= 10_000_000 else (5 if self.quick else 11)
-            self._call_and_flush(f"add_histogram {n:.0e} float32",
-                                 lambda w, i, values=values: w.add_histogram("h", values, i), repeats)
+            self._call_and_flush(f"add_histogram {n:.0e} float32", _logger("add_histogram", values), repeats)
 
     def images(self) -> None:
         rng = np.random.default_rng(2)
@@ -210,8 +214,7 @@ class Bench:
             cases["3x1024x1024 uint8 noise"] = (rng.integers(0, 256, (3, 1024, 1024), dtype=np.uint8), "add_image")
         for label, (img, method) in cases.items():
             repeats = 3 if self.quick else 7
-            self._call_and_flush(f"{method} {label}",
-                                 lambda w, i, img=img, m=method: getattr(w, m)("img", img, i), repeats)
+            self._call_and_flush(f"{method} {label}", _logger(method, img), repeats)
 
     # -- report --------------------------------------------------------------------------------
 

@@ -366,11 +366,12 @@ class SummaryWriter(StockKindsMixin):
         counts = _doubles(bucket_counts, "bucket_counts")
         if len(limits) != len(counts):
             raise ValueError("len(bucket_limits) != len(bucket_counts), see the document.")
-        stats = [_double_or_zero(v, name) for v, name in
-                 ((min, "min"), (max, "max"), (num, "num"), (sum, "sum"), (sum_squares, "sum_squares"))]
+        lo, hi, count, total, squares = (
+            _double_or_zero(v, name) for v, name in
+            ((min, "min"), (max, "max"), (num, "num"), (sum, "sum"), (sum_squares, "sum_squares")))
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
-        self._main().push_histogram_raw(tag, *stats, limits, counts, step, wall_time)
+        self._main().push_histogram_raw(tag, lo, hi, count, total, squares, limits, counts, step, wall_time)
 
     # -- images --------------------------------------------------------------------------------
 
