@@ -5,27 +5,10 @@ Run: python -m pytest benchmarks --benchmark-only --benchmark-autosave
 
 import pytest
 
-
-def _classes():
-    import fasttb
-
-    classes = {"fasttb": fasttb.SummaryWriter}
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-
-        classes["torch"] = SummaryWriter
-    except ImportError:
-        pass
-    try:
-        from tensorboardX import SummaryWriter as TbxWriter
-
-        classes["tensorboardX"] = TbxWriter
-    except ImportError:
-        pass
-    return classes
+from fasttb.bench import writer_classes
 
 
-WRITERS = _classes()
+WRITERS = writer_classes()
 
 
 @pytest.fixture(params=list(WRITERS))

@@ -22,7 +22,8 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 
-def _writer_classes() -> Dict[str, Callable[[str], Any]]:
+def writer_classes() -> Dict[str, Callable[[str], Any]]:
+    """fasttb's SummaryWriter and the stock writers that are installed, by name."""
     import fasttb
 
     classes: Dict[str, Callable[[str], Any]] = {"fasttb": fasttb.SummaryWriter}
@@ -56,7 +57,7 @@ class Bench:
     def __init__(self, quick: bool, out: Callable[[str], None] = print) -> None:
         self.quick = quick
         self.out = out
-        self.classes = _writer_classes()
+        self.classes = writer_classes()
         self.root = tempfile.mkdtemp(prefix="fasttb-bench-")
         self.results: Dict[str, Dict[str, Any]] = {}
 
