@@ -269,26 +269,18 @@ class SummaryWriter(StockKindsMixin):
                 default data server does not show double-precision scalars.)
         """
         # Plain arguments go straight to the native queue; anything else, and every error,
-        # takes the general path. (Instances normally call the native add_scalar directly.)
+        # takes the general path below.
         if not new_style and self._scalar_push(tag, scalar_value, global_step, walltime):
             return
-        self._add_scalar(tag, scalar_value, global_step, walltime, new_style, double_precision)
-
-    def _add_scalar(
-        self,
-        tag: str,
-        scalar_value: Any,
-        global_step: Optional[int] = None,
-        walltime: Optional[float] = None,
-        new_style: bool = False,
-        double_precision: bool = False,
-    ) -> None:
-        """add_scalar's general path: converts and validates every argument, then queues."""
         kind = (2 if double_precision else 1) if new_style else 0
         value = to_scalar(scalar_value)
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
         self._main().push_scalar(to_tag(tag), value, step, wall_time, kind)
+
+    # Where the native add_scalar of an instance (which shadows the method above) hands the calls
+    # it does not take: looked up on the class, so it reaches this Python method.
+    _add_scalar = add_scalar
 
     def add_scalars(
         self,
