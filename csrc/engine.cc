@@ -276,9 +276,10 @@ Engine::Push Engine::push(Item* item, bool drop_when_full) {
     size_t hw = high_water_.load(std::memory_order_relaxed);
     while (queued > hw && !high_water_.compare_exchange_weak(hw, queued, std::memory_order_relaxed)) {
     }
+    const bool streamed = item->streamed;  // the item is the worker's once pushed
     queue_.push(item);
     if (sleeping_.load(std::memory_order_seq_cst) ||
-        (queued > std::min(limit / 2, kWakeBytes) &&
+        ((streamed || queued > std::min(limit / 2, kWakeBytes)) &&
          !wake_pending_.exchange(true, std::memory_order_relaxed)))
         wake();
     return Push::ok;
@@ -407,8 +408,9 @@ void Engine::process(Item* item) {
             encode_session_start_event(out, item->wall_time, item->step);
             break;
         case ItemKind::histogram: {
-            const Histogram h =
-                tensorflow_histogram(item->payload(), item->count, item->dtype, item->max_bins);
+            const Histogram h = tensorflow_histogram(item->payload(), item->count, item->dtype,
+                                                     item->max_bins,
+                                                     item->streamed ? &item->filled : nullptr);
             encode_histogram_event(out, item->wall_time, item->step, item->tag(), h);
             break;
         }

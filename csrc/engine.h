@@ -63,6 +63,10 @@ struct Item : QueueNode {
     uint32_t tag_len = 0;
     size_t payload_len = 0;
     size_t payload_offset = 0;
+    // A histogram queued before its values are copied in: the producer publishes how many
+    // payload bytes are there, and the worker buckets them as they arrive (see push_streamed).
+    bool streamed = false;
+    std::atomic<size_t> filled{0};
 
     bool pooled = false;   // a recycled small block (see Engine's pool) rather than the heap
     size_t capacity = 0;   // bytes of the allocation (a reused large block may be bigger)

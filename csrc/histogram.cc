@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <thread>
 #include <type_traits>
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -223,6 +224,7 @@ constexpr int kCountRows = 4;
 // Per-thread scratch space, reused from call to call (see work_for_this_thread).
 struct Work {
     const CellTables* t = nullptr;
+    const std::atomic<size_t>* filled = nullptr;  // see tensorflow_histogram
     size_t n16 = 0;  // values before this index go to the 16 FMA lanes, the rest to the tail
     // Running minima/maxima in 8 slots and the 16 sum-of-squares lanes, laid out as the AVX2
     // kernel keeps them in vectors. NaNs are skipped here (see histogram_of).
@@ -239,8 +241,9 @@ struct Work {
     double buf[kChunk];
     uint16_t bins[kChunk];
 
-    void start(size_t n) {
+    void start(size_t n, const std::atomic<size_t>* progress) {
         t = &cell_tables();
+        filled = progress;
         n16 = n - n % 16;
         for (int k = 0; k < 8; ++k) {
             mins[k] = std::numeric_limits<double>::infinity();
@@ -466,9 +469,27 @@ const Kernels& kernels() {
     return k;
 }
 
+// Waits for a producer that is still copying the input in. It copies several times faster than
+// values are bucketed, so after the first chunk this rarely loops; yielding keeps a producer
+// that shares this core (or was preempted) moving.
+void wait_until_filled(const std::atomic<size_t>& filled, size_t bytes) {
+    for (unsigned spins = 0; filled.load(std::memory_order_acquire) < bytes; ++spins) {
+        if (spins < 256) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#elif defined(__aarch64__)
+            asm volatile("yield");
+#endif
+        } else {
+            std::this_thread::yield();
+        }
+    }
+}
+
 template <class T>
 double process_chunk(const unsigned char* data, size_t off, size_t len, Work& w,
                      const Kernels& k) {
+    if (w.filled) wait_until_filled(*w.filled, (off + len) * sizeof(T));
     const unsigned char* p = data + off * sizeof(T);
     if (std::is_same<T, float>::value) {
         count_bins<float>(p, len, w);
@@ -579,10 +600,11 @@ bool any_nan(const unsigned char* data, size_t n) {
 }
 
 template <class T>
-Histogram histogram_of(const unsigned char* data, size_t n, int64_t max_bins) {
+Histogram histogram_of(const unsigned char* data, size_t n, int64_t max_bins,
+                       const std::atomic<size_t>* filled) {
     const Kernels& k = kernels();
     Work& w = work_for_this_thread();
-    w.start(n);
+    w.start(n, filled);
 
     Histogram h;
     // numpy starts its add-reduction from +0.0, so an all -0.0 input sums to +0.0.
@@ -670,21 +692,22 @@ bool tensorflow_histogram_is_empty(const void* data, size_t n, DType type, int64
     return max_bins != 1 && !has_countable_value(data, n, type);
 }
 
-Histogram tensorflow_histogram(const void* data, size_t n, DType type, int64_t max_bins) {
+Histogram tensorflow_histogram(const void* data, size_t n, DType type, int64_t max_bins,
+                               const std::atomic<size_t>* filled) {
     const auto* p = static_cast<const unsigned char*>(data);
     switch (type) {
-        case DType::f16: return histogram_of<Half>(p, n, max_bins);
-        case DType::f32: return histogram_of<float>(p, n, max_bins);
-        case DType::f64: return histogram_of<double>(p, n, max_bins);
-        case DType::i8: return histogram_of<int8_t>(p, n, max_bins);
-        case DType::i16: return histogram_of<int16_t>(p, n, max_bins);
-        case DType::i32: return histogram_of<int32_t>(p, n, max_bins);
-        case DType::i64: return histogram_of<int64_t>(p, n, max_bins);
-        case DType::u8: return histogram_of<uint8_t>(p, n, max_bins);
-        case DType::u16: return histogram_of<uint16_t>(p, n, max_bins);
-        case DType::u32: return histogram_of<uint32_t>(p, n, max_bins);
-        case DType::u64: return histogram_of<uint64_t>(p, n, max_bins);
-        case DType::boolean: return histogram_of<bool>(p, n, max_bins);
+        case DType::f16: return histogram_of<Half>(p, n, max_bins, filled);
+        case DType::f32: return histogram_of<float>(p, n, max_bins, filled);
+        case DType::f64: return histogram_of<double>(p, n, max_bins, filled);
+        case DType::i8: return histogram_of<int8_t>(p, n, max_bins, filled);
+        case DType::i16: return histogram_of<int16_t>(p, n, max_bins, filled);
+        case DType::i32: return histogram_of<int32_t>(p, n, max_bins, filled);
+        case DType::i64: return histogram_of<int64_t>(p, n, max_bins, filled);
+        case DType::u8: return histogram_of<uint8_t>(p, n, max_bins, filled);
+        case DType::u16: return histogram_of<uint16_t>(p, n, max_bins, filled);
+        case DType::u32: return histogram_of<uint32_t>(p, n, max_bins, filled);
+        case DType::u64: return histogram_of<uint64_t>(p, n, max_bins, filled);
+        case DType::boolean: return histogram_of<bool>(p, n, max_bins, filled);
     }
     return Histogram{};
 }

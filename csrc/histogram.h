@@ -2,6 +2,7 @@
 // The result equals what torch's SummaryWriter writes for add_histogram(bins="tensorflow").
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -35,6 +36,11 @@ bool tensorflow_histogram_is_empty(const void* data, size_t n, DType type, int64
 // Precondition: n > 0 and !tensorflow_histogram_is_empty(data, n, type, max_bins); otherwise
 // bucket_limit and bucket come back empty. `data` needs no alignment. Each calling thread keeps
 // a ~70 KB scratch area for its lifetime; results are the same with or without AVX2/FMA.
-Histogram tensorflow_histogram(const void* data, size_t n, DType type, int64_t max_bins);
+//
+// `filled`, when given, counts the bytes of `data` written so far by a producer still copying
+// the input in (released by that producer): the input is read in order, each part once it is
+// there, so bucketing overlaps the copy. The producer must finish; there is no timeout.
+Histogram tensorflow_histogram(const void* data, size_t n, DType type, int64_t max_bins,
+                               const std::atomic<size_t>* filled = nullptr);
 
 }  // namespace fasttb

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -73,6 +74,28 @@ void copy_payload(Item* item, const py::array& a) {
         std::memcpy(item->payload(), a.data(), n);
     } else if (n) {
         std::memcpy(item->payload(), a.data(), n);
+    }
+}
+
+// Histograms this large are queued first and copied in afterwards, slice by slice, so that the
+// worker buckets the first values while the caller is still copying the last ones.
+constexpr size_t kStreamBytes = size_t(1) << 20;
+constexpr size_t kStreamSlice = size_t(256) << 10;
+
+void push_streamed(EventWriter& w, Item* item, const py::array& a) {
+    item->streamed = true;
+    if (w.push<py::gil_scoped_release>(item) == EventWriter::Result::dropped) return;
+    // From here on the item is the worker's, except for the payload bytes not yet published:
+    // after the last store below this thread must not touch it again.
+    py::gil_scoped_release release;
+    const auto* src = static_cast<const char*>(a.data());
+    char* dst = item->payload();
+    const size_t n = item->payload_len;
+    for (size_t off = 0; off < n;) {
+        const size_t len = std::min(kStreamSlice, n - off);
+        std::memcpy(dst + off, src + off, len);
+        off += len;
+        item->filled.store(off, std::memory_order_release);
     }
 }
 
@@ -249,8 +272,12 @@ void register_writer(py::module_& m) {
             item->dtype = histogram_dtype(values);
             item->count = size_t(values.size());
             item->max_bins = max_bins;
-            copy_payload(item, values);
-            push(w, item);
+            if (item->payload_len < kStreamBytes) {
+                copy_payload(item, values);
+                push(w, item);
+            } else {
+                push_streamed(w, item, values);
+            }
         }, py::arg("tag"), py::arg("values"), py::arg("max_bins"), py::arg("step"),
            py::arg("wall_time"))
         .def("push_histogram_raw", [](EventWriter& w, const py::str& tag, double min, double max,

@@ -10,7 +10,7 @@ import torch
 from conftest import accumulator, read_events
 from torch.utils.tensorboard import SummaryWriter as TorchWriter
 
-from fasttb import SummaryWriter
+from fasttb import SummaryWriter, _core
 
 RNG = np.random.default_rng(5)
 CASES = [
@@ -138,3 +138,72 @@ def test_large_histograms_count_against_the_queue_bound(logdir):
     finally:
         fasttb.set_queue_limit(before)
     assert len(accumulator(logdir).Histograms("big")) == 6
+
+
+# Inputs of 1 MiB and more are queued before they are copied, and the worker buckets them while
+# the caller is still copying (SummaryWriter.add_histogram's streamed path).
+STREAMED = {
+    "float32": RNG.standard_normal(1 << 19).astype(np.float32),
+    "float64": np.concatenate([RNG.standard_normal(1 << 17) * 1e3, [np.inf, -0.0, 1e-13]]),
+    "float16": RNG.standard_normal(1 << 20).astype(np.float16),
+    "int32": RNG.integers(-(1 << 31), 1 << 31, 1 << 18, dtype=np.int32),
+    "uint8": RNG.integers(0, 256, 1 << 21, dtype=np.uint8),
+    "nan": np.where(RNG.random(1 << 18) < 1e-4, np.nan, RNG.standard_normal(1 << 18)).astype(np.float32),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STREAMED))
+def test_streamed_histograms_equal_the_kernel_run_in_place(logdir, name):
+    values = STREAMED[name]
+    assert values.nbytes >= 1 << 20
+    with SummaryWriter(logdir) as w:
+        w.add_histogram("h", values, 1)
+        w.add_histogram("h", values[::-1].copy(), 2)  # a second one right behind the first
+    mn, mx, num, total, squares, limits, counts = _core.tf_histogram(values, 0)
+    got = [h.histogram_value for h in accumulator(logdir).Histograms("h")]
+    assert len(got) == 2 and got[0].num == num == values.size
+    assert list(got[0].bucket_limit) == limits and list(got[0].bucket) == counts
+    assert list(got[1].bucket) == counts
+    for field, want in (("min", mn), ("max", mx), ("sum", total), ("sum_squares", squares)):
+        x = getattr(got[0], field)
+        assert x == want or (math.isnan(x) and math.isnan(want)), field
+
+
+def test_streamed_histogram_same_as_torch(tmp_path):
+    edges = np.array(_core.default_edges(), dtype=np.float32)
+    values = np.concatenate([RNG.standard_normal(1 << 18).astype(np.float32), edges,
+                             np.nextafter(edges, np.float32(0)), [0, -0.0, 3e38]]).astype(np.float32)
+    assert values.nbytes >= 1 << 20
+    with TorchWriter(str(tmp_path / "torch")) as w:
+        w.add_histogram("h", values, 7, walltime=1.0)
+    with SummaryWriter(str(tmp_path / "fasttb")) as w:
+        w.add_histogram("h", values, 7, walltime=1.0)
+    (a,), (b,) = read_events(tmp_path / "fasttb")[1:], read_events(tmp_path / "torch")[1:]
+    ha, hb = a.summary.value[0].histo, b.summary.value[0].histo
+    assert math.isclose(ha.sum_squares, hb.sum_squares, rel_tol=1e-12)
+    ha.sum_squares = hb.sum_squares = 0
+    assert a.SerializeToString() == b.SerializeToString()
+
+
+def test_streamed_histogram_dropped_when_the_queue_is_full(logdir):
+    import fasttb
+
+    before = _core.engine_stats()["queue_limit"]
+    values = np.arange(1 << 20, dtype=np.float32)  # 4 MiB
+    fasttb.set_queue_limit(4 << 20)
+    try:
+        with SummaryWriter(logdir, on_full="drop") as w:
+            w.flush()
+            _core._pause_worker(True)
+            try:
+                w.add_histogram("h", values, 1)  # alone in the queue: goes through
+                w.add_histogram("h", values, 2)  # over the bound: dropped, never copied into
+                values[:] = -1.0
+            finally:
+                _core._pause_worker(False)
+            dropped = w.stats()["dropped"]
+    finally:
+        fasttb.set_queue_limit(before)
+    assert dropped == 1
+    (h,) = accumulator(logdir).Histograms("h")
+    assert h.step == 1 and h.histogram_value.min == 0.0 and h.histogram_value.max == (1 << 20) - 1

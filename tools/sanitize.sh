@@ -2,9 +2,11 @@
 # Builds the core with a sanitizer and runs the concurrency-heavy tests against that build.
 #   tools/sanitize.sh thread    # ThreadSanitizer
 #   tools/sanitize.sh address   # AddressSanitizer (+ UBSan checks that need no runtime flag)
+#   tools/sanitize.sh thread tests/test_histogram_writer.py -k streamed   # other tests
 # Needs the test dependencies installed in the active environment (pip install ".[test]").
 set -euo pipefail
 kind=${1:-thread}
+shift || true
 cd "$(dirname "$0")/.."
 target=$(mktemp -d)
 trap 'rm -rf "$target"' EXIT
@@ -29,6 +31,8 @@ sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__modu
 PY
 export PYTHONPATH="$target"
 LD_PRELOAD="$preload" python -c "import fasttb._core as c, sys; assert c.__file__.startswith(sys.argv[1]), c.__file__" "$target"
-LD_PRELOAD="$preload" python -m pytest -q -p no:cacheprovider \
-  tests/test_reliability.py tests/test_scalars.py tests/test_crc32c.py tests/test_wire.py \
-  -k "not torch_is_not_imported and not sigkill"
+if [ $# -eq 0 ]; then
+  set -- tests/test_reliability.py tests/test_scalars.py tests/test_crc32c.py tests/test_wire.py \
+    -k "not torch_is_not_imported and not sigkill"
+fi
+LD_PRELOAD="$preload" python -m pytest -q -p no:cacheprovider "$@"
