@@ -13,6 +13,7 @@
 #include "event.h"
 #include "fastcall.h"
 #include "histogram.h"
+#include "pixels.h"
 #include "png.h"
 #include "record.h"
 #include "writer.h"
@@ -138,16 +139,50 @@ void require_histogram_input(const py::array& values, int64_t max_bins) {
         throw py::value_error("The histogram is empty, please file a bug report.");
 }
 
-void require_image(const py::array& pixels, bool planar = false) {
+enum class PixelType { u8, f32, f64, other };
+
+// Native-endian float32 and float64 pixels are scaled on the way into the item (see pixels.h).
+PixelType pixel_type(const py::array& a) {
+    if (py::array_t<uint8_t>::check_(a)) return PixelType::u8;
+    if (py::array_t<float>::check_(a)) return PixelType::f32;
+    if (py::array_t<double>::check_(a)) return PixelType::f64;
+    return PixelType::other;
+}
+
+// `scaled`: float32 and float64 pixels are accepted too (see copy_pixels).
+void require_image(const py::array& pixels, bool planar, bool scaled) {
     require_contiguous(pixels, "pixels");
-    if (pixels.ndim() != 3 || pixels.dtype().kind() != 'u' || pixels.dtype().itemsize() != 1)
-        throw py::value_error(planar ? "pixels: must be a uint8 array of shape (channels, height, width)"
-                                     : "pixels: must be a uint8 array of shape (height, width, channels)");
+    const PixelType type = pixel_type(pixels);
+    const bool accepted = type == PixelType::u8 || (scaled && type != PixelType::other);
+    if (pixels.ndim() != 3 || !accepted)
+        throw py::value_error(std::string("pixels: must be a ") +
+                              (scaled ? "uint8, float32 or float64" : "uint8") + " array of shape " +
+                              (planar ? "(channels, height, width)" : "(height, width, channels)"));
     const auto h = pixels.shape(planar ? 1 : 0), w = pixels.shape(planar ? 2 : 1),
                c = pixels.shape(planar ? 0 : 2);
     if (h < 1 || w < 1 || h > INT32_MAX || w > INT32_MAX)
         throw py::value_error("pixels: height and width must be between 1 and 2**31 - 1");
     if (c < 1 || c > 4) throw py::value_error("pixels: must have 1 to 4 channels");
+}
+
+// Fills an image item's payload (one byte per value) from uint8 pixels, or from float pixels
+// scaled the stock way. Large inputs are read without the GIL; the caller's reference keeps
+// the array alive.
+void copy_pixels(Item* item, const py::array& a) {
+    const PixelType type = pixel_type(a);
+    if (type == PixelType::u8) return copy_payload(item, a);
+    const size_t n = size_t(a.size());
+    uint8_t* dst = reinterpret_cast<uint8_t*>(item->payload());
+    auto scale = [&] {
+        if (type == PixelType::f32) fasttb::scale_to_uint8(static_cast<const float*>(a.data()), n, dst);
+        else fasttb::scale_to_uint8(static_cast<const double*>(a.data()), n, dst);
+    };
+    if (size_t(a.nbytes()) >= (size_t(1) << 20)) {
+        py::gil_scoped_release release;
+        scale();
+    } else {
+        scale();
+    }
 }
 
 void register_crc32c(py::module_& m) {
@@ -208,7 +243,7 @@ void register_encoders(py::module_& m) {
        "(min, max, num, sum, sum_squares, bucket_limit, bucket) for the default edges.");
     m.def("default_edges", [] { return fasttb::default_edges(); });
     m.def("encode_png", [](const py::array& pixels) {
-        require_image(pixels);
+        require_image(pixels, false, false);
         std::string out;
         bool ok;
         {
@@ -220,6 +255,18 @@ void register_encoders(py::module_& m) {
         if (!ok) throw py::value_error("pixels: image too large for PNG");
         return py::bytes(out);
     }, py::arg("pixels"), "PNG bytes of an (height, width, channels) uint8 image.");
+    m.def("scale_to_uint8", [](const py::array& values) {
+        require_contiguous(values, "values");
+        const PixelType type = pixel_type(values);
+        if (type != PixelType::f32 && type != PixelType::f64)
+            throw py::value_error("values: must be a float32 or float64 array");
+        py::array_t<uint8_t> out(std::vector<py::ssize_t>(values.shape(), values.shape() + values.ndim()));
+        const size_t n = size_t(values.size());
+        uint8_t* dst = out.mutable_data();
+        if (type == PixelType::f32) fasttb::scale_to_uint8(static_cast<const float*>(values.data()), n, dst);
+        else fasttb::scale_to_uint8(static_cast<const double*>(values.data()), n, dst);
+        return out;
+    }, py::arg("values"), "The pixels add_image makes of float values (the stock uint8 rule).");
 }
 
 void register_writer(py::module_& m) {
@@ -301,34 +348,36 @@ void register_writer(py::module_& m) {
            py::arg("step"), py::arg("wall_time"))
         .def("push_image", [](EventWriter& w, const py::str& tag, const py::array& pixels,
                               int64_t step, double wall_time, int64_t height, int64_t width) {
-            require_image(pixels);
+            require_image(pixels, false, true);
             if (height < 0 || width < 0 || height > INT32_MAX || width > INT32_MAX)
                 throw py::value_error("height, width: must be between 0 and 2**31 - 1");
-            Item* item = new_item(w, ItemKind::image, tag, size_t(pixels.nbytes()), step, wall_time);
+            Item* item = new_item(w, ItemKind::image, tag, size_t(pixels.size()), step, wall_time);
             item->height = uint32_t(pixels.shape(0));
             item->width = uint32_t(pixels.shape(1));
             item->channels = uint32_t(pixels.shape(2));
             item->shown_height = height ? uint32_t(height) : item->height;
             item->shown_width = width ? uint32_t(width) : item->width;
-            copy_payload(item, pixels);
+            copy_pixels(item, pixels);
             push(w, item);
         }, py::arg("tag"), py::arg("pixels"), py::arg("step"), py::arg("wall_time"),
            py::arg("height") = 0, py::arg("width") = 0,
-           "Queue an image, PNG-encoded on the worker. height/width: the size Summary.Image "
+           "Queue an image (uint8, or float scaled as the stock writer scales it), PNG-encoded on "
+           "the worker. height/width: the size Summary.Image "
            "records, when it differs from the pixels' (0: the pixels' own).")
         .def("push_image_planes", [](EventWriter& w, const py::str& tag, const py::array& planes,
                                      int64_t step, double wall_time) {
-            require_image(planes, true);
-            Item* item = new_item(w, ItemKind::image, tag, size_t(planes.nbytes()), step, wall_time);
+            require_image(planes, true, true);
+            Item* item = new_item(w, ItemKind::image, tag, size_t(planes.size()), step, wall_time);
             item->planes = uint32_t(planes.shape(0));
             item->height = item->shown_height = uint32_t(planes.shape(1));
             item->width = item->shown_width = uint32_t(planes.shape(2));
             item->channels = item->planes == 1 ? 3 : item->planes;
-            copy_payload(item, planes);
+            copy_pixels(item, planes);
             push(w, item);
         }, py::arg("tag"), py::arg("planes"), py::arg("step"), py::arg("wall_time"),
-           "Queue a (channels, height, width) uint8 image as it is: the worker interleaves the "
-           "planes (one plane is stored as RGB), so the caller pays one copy.")
+           "Queue a (channels, height, width) image as it is (uint8, or float scaled as the stock "
+           "writer scales it): the worker interleaves the planes (one plane is stored as RGB), so "
+           "the caller pays one pass over its array.")
         .def("check", [](const EventWriter& w) {
             if (const int err = w.error()) raise_os_error(err, "fasttb: " + w.error_context(), w.path());
         }, "Raise the worker's error for this file, if any.")

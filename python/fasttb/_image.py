@@ -31,6 +31,7 @@ __all__ = [
     "image_to_hwc_uint8",
     "image_with_boxes_to_hwc_uint8",
     "images_to_hwc_uint8",
+    "native_layout",
 ]
 
 _GRID_COLUMNS = 8  # images per grid row, as in the stock writer
@@ -112,6 +113,32 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
         np.multiply(y, np.float32(255), out=y)
         np.clip(y, 0, 255, out=y)
         return y.astype(np.uint8)
+
+
+def _nan_becomes_zero() -> bool:
+    """Whether numpy casts NaN to uint8 as 0 here, as the core's float scaling does."""
+    with np.errstate(invalid="ignore"):
+        return not np.full(64, np.nan, np.float32).astype(np.uint8).any()
+
+
+# dtypes the core takes as they are: uint8, and floats it scales itself (NaN must give 0 as in
+# numpy, true on x86-64 and arm64; elsewhere floats are scaled here).
+_NATIVE_DTYPES = (np.dtype(np.uint8),) + (
+    (np.dtype(np.float32), np.dtype(np.float64)) if _nan_becomes_zero() else ())
+
+
+def native_layout(a: np.ndarray, dataformats: Any) -> Optional[bool]:
+    """Whether ``add_image`` can hand ``a`` to the core with no numpy work: ``True`` for
+    ``(C, H, W)`` planes (``CHW``, 1 to 4 channels), ``False`` for ``(H, W, C)`` pixels
+    (``HWC``, 2 to 4 channels), ``None`` when it must go through :func:`image_to_hwc_uint8`.
+    The core converts such arrays exactly as that function does."""
+    if a.ndim != 3 or a.dtype not in _NATIVE_DTYPES or not a.flags.c_contiguous or a.size == 0:
+        return None
+    if dataformats in ("CHW", "chw"):
+        return True if a.shape[0] <= 4 else None
+    if dataformats in ("HWC", "hwc"):
+        return False if 2 <= a.shape[2] <= 4 else None
+    return None
 
 
 def _check_size(height: int, width: int, channels: int) -> None:

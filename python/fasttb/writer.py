@@ -21,7 +21,7 @@ from . import _core
 from ._convert import make_np, to_scalar, to_step, to_tag, to_walltime
 from ._histogram import histogram_request
 from ._image import (figure_to_chw_uint8, image_to_hwc_uint8, image_with_boxes_to_hwc_uint8,
-                     images_to_hwc_uint8)
+                     images_to_hwc_uint8, native_layout)
 from ._stock_kinds import StockKindsMixin
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -378,17 +378,20 @@ class SummaryWriter(StockKindsMixin):
         """Log one image: an array or tensor laid out as ``dataformats`` (``CHW``, ``HWC``,
         ``HW``, ...), uint8 as is or float in [0, 1] (scaled by 255 and clipped). Grayscale is
         stored as RGB. The PNG is encoded on the background thread."""
-        if (type(img_tensor) is np.ndarray and img_tensor.dtype == np.uint8 and img_tensor.ndim == 3
-                and dataformats in ("CHW", "chw") and 1 <= img_tensor.shape[0] <= 4
-                and img_tensor.flags.c_contiguous):
-            # The common uint8 CHW case needs no conversion: the worker interleaves the planes,
-            # so the caller pays a single copy.
-            tag = to_tag(tag)
-            step = to_step(global_step)
-            wall_time = to_walltime(walltime)
-            self._main().push_image_planes(tag, img_tensor, step, wall_time)
+        a = img_tensor if type(img_tensor) is np.ndarray else make_np(img_tensor, "img_tensor")
+        planar = native_layout(a, dataformats)
+        if planar is None:
+            self._push_image(tag, image_to_hwc_uint8(a, dataformats), global_step, walltime)
             return
-        self._push_image(tag, image_to_hwc_uint8(img_tensor, dataformats), global_step, walltime)
+        # uint8 and float CHW or HWC arrays need no numpy work: the core scales floats while it
+        # copies, and the worker interleaves planes, so the caller reads its array once.
+        tag = to_tag(tag)
+        step = to_step(global_step)
+        wall_time = to_walltime(walltime)
+        if planar:
+            self._main().push_image_planes(tag, a, step, wall_time)
+        else:
+            self._main().push_image(tag, a, step, wall_time)
 
     def add_images(
         self,
