@@ -7,6 +7,7 @@ are skipped. Run it as ``python -m fasttb bench [--quick] [--json PATH]``.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -40,6 +41,60 @@ def writer_classes() -> Dict[str, Callable[[str], Any]]:
     except ImportError:
         pass
     return classes
+
+
+def png_images(size: int = 1024) -> Dict[str, np.ndarray]:
+    """The PNG encoder's test images, HWC uint8, by class: what photos, plots and synthetic
+    images look like, including the exact gradients and flat areas that deflate's long matches
+    are made for."""
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:size, 0:size] / size
+    smooth = np.stack([np.sin(6 * x), np.cos(5 * y), x * y], -1) * 0.5 + 0.5
+    # Photo-like: noise smoothed over a few scales, hard-edged shapes over it, and sensor grain.
+    photo = np.zeros((size, size, 3))
+    for cells in (8, 32, 128):
+        coarse = rng.random((cells + 1, cells + 1, 3))
+        iy = np.minimum((y * cells).astype(int), cells - 1)
+        ix = np.minimum((x * cells).astype(int), cells - 1)
+        fy, fx = (y * cells - iy)[..., None], (x * cells - ix)[..., None]
+        photo += (coarse[iy, ix] * (1 - fy) * (1 - fx) + coarse[iy + 1, ix] * fy * (1 - fx) +
+                  coarse[iy, ix + 1] * (1 - fy) * fx + coarse[iy + 1, ix + 1] * fy * fx) * (96 / cells ** 0.25)
+    photo[(x - 0.3) ** 2 + (y - 0.6) ** 2 < 0.04] *= 0.4
+    photo[(x > 0.55) & (x < 0.9) & (y > 0.1) & (y < 0.35)] = (200, 180, 60)
+    photo += rng.normal(0, 2, photo.shape)
+    photo = np.clip(photo, 0, 255).astype(np.uint8)
+    iy, ix = np.mgrid[0:size, 0:size]
+    gradient = np.stack([(ix + iy) % 256, (2 * ix + iy) % 256, (ix + 3 * iy) % 256], -1)
+    regions = np.empty((size, size, 3), np.uint8)
+    regions[:] = (250, 250, 250)
+    regions[: size // 3] = (30, 90, 200)
+    regions[size // 2 :, size // 4 : size // 2] = (230, 40, 40)
+    regions[(x - 0.7) ** 2 + (y - 0.7) ** 2 < 0.03] = (20, 160, 60)
+    checker = np.where(((iy // 8 + ix // 8) % 2)[..., None] == 1, (255, 255, 255), (0, 0, 64))
+    tile = rng.integers(0, 256, (16, 24, 3))
+    alpha = (255 * (1 - x)).astype(np.uint8)[..., None]
+    return {
+        "smooth": (smooth * 255).astype(np.uint8),
+        "photo": photo,
+        "noise": rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+        "gradient": gradient.astype(np.uint8),
+        "horizontal ramp": np.repeat((ix % 256).astype(np.uint8)[..., None], 3, -1),
+        "flat": np.full((size, size, 3), (40, 120, 200), np.uint8),
+        "flat regions": regions,
+        "checkerboard": checker.astype(np.uint8),
+        "tiled": np.tile(tile, (size // 16, size // 24 + 1, 1))[:, :size].astype(np.uint8),
+        "photo RGBA": np.ascontiguousarray(np.concatenate([photo, alpha], -1)),
+        "photo grey": np.ascontiguousarray(photo[..., 1:2]),
+    }
+
+
+def pillow_png(pixels: np.ndarray) -> bytes:
+    """Pillow's default PNG encoding of HWC uint8 `pixels` (what the stock writer does)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _logger(method: str, data: Any) -> Callable[[Any, int], None]:
@@ -217,6 +272,33 @@ class Bench:
             repeats = 3 if self.quick else 7
             self._call_and_flush(f"{method} {label}", _logger(method, img), repeats)
 
+    def png(self) -> None:
+        """The worker's PNG encoder alone against Pillow's default, per image class."""
+        from fasttb import _core
+
+        try:
+            import PIL  # noqa: F401
+
+            have_pillow = True
+        except ImportError:
+            have_pillow = False
+        repeats = 5 if self.quick else 11
+        for label, pixels in png_images().items():
+            ours, theirs = [], []
+            for _ in range(repeats):  # interleaved, so drifts in machine speed hit both alike
+                start = time.perf_counter()
+                png = _core.encode_png(pixels)
+                ours.append(time.perf_counter() - start)
+                if have_pillow:
+                    start = time.perf_counter()
+                    reference = pillow_png(pixels)
+                    theirs.append(time.perf_counter() - start)
+            values: Dict[str, Any] = {"bytes_in": pixels.nbytes, "seconds": statistics.median(ours),
+                                      "bytes_out": len(png)}
+            if have_pillow:
+                values.update(pillow_seconds=statistics.median(theirs), pillow_bytes_out=len(reference))
+            self._record("png", label, **values)
+
     # -- report --------------------------------------------------------------------------------
 
     def report(self) -> str:
@@ -253,6 +335,18 @@ class Bench:
                 if ours and name != "fasttb":
                     ratio = f"  fasttb {r['call'] / ours['call']:6.1f}x / {r['total'] / ours['total']:5.1f}x faster"
                 lines.append(f"  {name:28s} {r['call'] * 1e3:10.3f} ms {r['total'] * 1e3:10.3f} ms{ratio}")
+        png = self.results.get("png", {})
+        if png:
+            lines.append("PNG encoding, 1024x1024 (median): MB/s of raw pixels, fasttb's size / Pillow's")
+            lines.append(f"  {'image':28s} {'fasttb':>10s} {'Pillow':>10s} {'speed':>8s} {'size':>7s}")
+            for name, r in png.items():
+                mbs = r["bytes_in"] / r["seconds"] / 1e6
+                if "pillow_seconds" in r:
+                    theirs = r["bytes_in"] / r["pillow_seconds"] / 1e6
+                    lines.append(f"  {name:28s} {mbs:10.1f} {theirs:10.1f} {mbs / theirs:7.1f}x "
+                                 f"{r['bytes_out'] / r['pillow_bytes_out']:6.2f}x")
+                else:
+                    lines.append(f"  {name:28s} {mbs:10.1f}   (Pillow not installed)")
         return "\n".join(lines)
 
     def run(self, sections: List[str]) -> Dict[str, Any]:
@@ -283,7 +377,7 @@ def main(quick: bool = False, json_path: Optional[str] = None,
     bench = Bench(quick)
     names = ", ".join(bench.classes)
     print(f"fasttb bench ({'quick' if quick else 'full'}): {names}; {machine_line()}")
-    sections = sections or ["scalars", "throughput", "training_loop", "histograms", "images"]
+    sections = sections or ["scalars", "throughput", "training_loop", "histograms", "images", "png"]
     results = bench.run(sections)
     print()
     print(bench.report())
