@@ -22,3 +22,13 @@ def test_add_histogram_until_flushed(benchmark, writer, n):
         writer.flush()
 
     benchmark.pedantic(run, rounds=10, warmup_rounds=1)
+
+
+def test_bucketing_kernel(benchmark):
+    """The worker's whole histogram computation (bins, min, max, sum, sum_squares) run on this
+    thread: divide the median by 1e7 for the cost per value."""
+    from fasttb import _core
+
+    benchmark.group = "tensorflow histogram of 1e7 float32, the worker's kernel"
+    values = np.random.default_rng(0).standard_normal(10_000_000).astype(np.float32)
+    benchmark.pedantic(_core.tf_histogram, args=(values, 0), rounds=10, warmup_rounds=1)
