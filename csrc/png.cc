@@ -143,33 +143,61 @@ constexpr int kLitLenSymbols = 286;
 constexpr int kDistSymbols = 30;
 constexpr int kMaxSymbols = 288;
 
+// Sorts keys (weight << 9 | symbol, made in symbol order) by weight, ties in symbol order. Many
+// keys are radix-sorted a byte of weight at a time, as many passes as the heaviest needs: a
+// block's literal/length code is rebuilt for every slice, and a comparison sort of ~280 keys
+// was a tenth of the time of some images.
+void sort_by_weight(uint64_t* key, int m) {
+    if (m <= 64) {
+        std::sort(key, key + m);
+        return;
+    }
+    uint64_t tmp[kMaxSymbols];
+    uint64_t heaviest = 0;
+    for (int i = 0; i < m; ++i) heaviest = std::max(heaviest, key[i] >> 9);
+    uint64_t* from = key;
+    uint64_t* to = tmp;
+    for (unsigned shift = 9; shift < 64 && (heaviest >> (shift - 9)) != 0; shift += 8) {
+        int start[257] = {};
+        for (int i = 0; i < m; ++i) ++start[((from[i] >> shift) & 255u) + 1];
+        for (int b = 0; b < 256; ++b) start[b + 1] += start[b];
+        for (int i = 0; i < m; ++i) to[start[(from[i] >> shift) & 255u]++] = from[i];
+        std::swap(from, to);
+    }
+    if (from != key) std::memcpy(key, from, sizeof(uint64_t) * size_t(m));
+}
+
 // Optimal code lengths for the symbols with nonzero counts, none longer than `limit`. When the
 // optimal tree is too deep the counts are flattened and the tree rebuilt, which costs a little
 // compression only in very skewed blocks. Needs at least two used symbols, so that the code is
 // complete (zlib's inflate rejects incomplete codes).
 void build_lengths(const uint32_t* counts, int n, unsigned limit, uint8_t* lens) {
-    uint64_t weight[kMaxSymbols];
+    // Each used symbol as one integer, weight above symbol, so that sorting is of plain
+    // integers; weights stay below 2^33, symbols below 2^9.
+    uint64_t key[kMaxSymbols];
     int order[kMaxSymbols];
+    uint64_t weight[kMaxSymbols];
     uint64_t node_weight[2 * kMaxSymbols];
     int parent[2 * kMaxSymbols];
     unsigned depth[2 * kMaxSymbols];
     int m = 0;
     for (int s = 0; s < n; ++s) {
         lens[s] = 0;
-        weight[s] = counts[s];
-        if (counts[s]) order[m++] = s;
+        if (counts[s]) key[m++] = (uint64_t(counts[s]) << 9) | unsigned(s);
     }
     if (m < 2) {
-        if (m == 1) lens[order[0]] = 1;
+        if (m == 1) lens[key[0] & 511u] = 1;
         return;
     }
+    sort_by_weight(key, m);
+    for (int i = 0; i < m; ++i) {
+        order[i] = static_cast<int>(key[i] & 511u);
+        weight[i] = key[i] >> 9;
+    }
     for (;;) {
-        std::sort(order, order + m, [&](int a, int b) {
-            return weight[a] != weight[b] ? weight[a] < weight[b] : a < b;
-        });
+        for (int i = 0; i < m; ++i) node_weight[i] = weight[i];
         // Two-queue construction: leaves come sorted and inner nodes are made in weight order,
         // so the two lightest nodes are always at the heads of the two queues.
-        for (int i = 0; i < m; ++i) node_weight[i] = weight[order[i]];
         int leaf = 0, inner = m;
         for (int k = m; k < 2 * m - 1; ++k) {
             int pick[2];
@@ -193,7 +221,8 @@ void build_lengths(const uint32_t* counts, int n, unsigned limit, uint8_t* lens)
             for (int i = 0; i < m; ++i) lens[order[i]] = static_cast<uint8_t>(depth[i]);
             return;
         }
-        for (int i = 0; i < m; ++i) weight[order[i]] = (weight[order[i]] >> 1) + 1;
+        // Halving keeps the leaves in weight order.
+        for (int i = 0; i < m; ++i) weight[i] = (weight[i] >> 1) + 1;
     }
 }
 
@@ -297,11 +326,19 @@ struct Prices {
 
     // Before any block has been coded: a literal's price from its frequency in `data`.
     void from_histogram(const uint8_t* data, size_t n) {
-        uint32_t count[256] = {};
-        for (size_t i = 0; i < n; ++i) ++count[data[i]];
+        // Four tables, so that runs of one value do not wait on their own increments.
+        uint32_t count[4][256] = {};
+        size_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            ++count[0][data[i]];
+            ++count[1][data[i + 1]];
+            ++count[2][data[i + 2]];
+            ++count[3][data[i + 3]];
+        }
+        for (; i < n; ++i) ++count[0][data[i]];
         for (int b = 0; b < 256; ++b) {
             // log2(n / count), rounded up; unseen bytes get a long code's price.
-            const uint64_t c = count[b];
+            const uint64_t c = uint64_t(count[0][b]) + count[1][b] + count[2][b] + count[3][b];
             unsigned bits = 1;
             while (bits < 15 && (c << bits) < n) ++bits;
             literal[b] = static_cast<uint8_t>(c ? bits : 15);
@@ -475,8 +512,10 @@ class Matcher {
                 }
                 // Hash probes are paid for in the bits their matches save: while they save
                 // less than they cost (photos, noise) probes thin out, down to one every
-                // kMaxSkip bytes. (Counting what the recent distances save too would keep
-                // probing dense in photos, for little.)
+                // kMaxSkip bytes. Long matches at a recent distance count too, so that periodic
+                // content keeps probing at the start of each period; counting the short ones
+                // would keep probing dense in photos, for little.
+                if (len >= kLongRun) found = true;
                 credit_ = std::min(credit_ - kProbeCost + (found ? best : 0), kMaxCredit);
                 if (credit_ < 0)
                     next_probe = i + 1 + static_cast<size_t>(std::min<int64_t>(
@@ -580,7 +619,8 @@ struct BlockPlan {
     int nitems;
     uint8_t cl_lens[19];
     int ncl;
-    uint64_t bits;  // the whole block, header included
+    uint64_t header_bits;  // the block type and the codes
+    uint64_t bits;         // the whole block, header included
 };
 
 // Chooses the block's Huffman codes from its counts and computes its exact size.
@@ -616,6 +656,7 @@ void plan_block(const BlockCounts& bc, BlockPlan* plan) {
         const int s = plan->items[i].symbol;
         bits += plan->cl_lens[s] + kCodeLengthExtra[s];
     }
+    plan->header_bits = bits;
     for (int s = 0; s < kLitLenSymbols; ++s) {
         const unsigned extra = s > 256 ? length_extra_bits(s) : 0;
         bits += uint64_t(bc.litlen[s]) * (plan->litlen_lens[s] + extra);
@@ -626,13 +667,53 @@ void plan_block(const BlockCounts& bc, BlockPlan* plan) {
     plan->bits = bits;
 }
 
+// About log2(x) for x >= 1 (within 0.01): enough to compare ways of coding a block.
+inline float approx_log2(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    const float exponent = float(int(u >> 23) - 127);
+    u = (u & 0x7fffffu) | 0x3f800000u;  // the mantissa, as a float in [1, 2)
+    float m;
+    std::memcpy(&m, &u, 4);
+    return exponent + (2.0f - m / 3.0f) * m - 5.0f / 3.0f;  // exact at 1 and 2
+}
+
+// The Shannon bound on coding these symbols, in bits, extra bits left out: within about 1% of
+// what a Huffman code gets for blocks of thousands of symbols, for a fraction of the cost.
+float entropy_bits(const BlockCounts& bc) {
+    float sum_clogc = 0.0f, total[2] = {0.0f, 0.0f};
+    for (int s = 0; s < kLitLenSymbols; ++s) {
+        if (!bc.litlen[s]) continue;
+        const float c = float(bc.litlen[s]);
+        total[0] += c;
+        sum_clogc += c * approx_log2(c);
+    }
+    for (int s = 0; s < kDistSymbols; ++s) {
+        if (!bc.dist[s]) continue;
+        const float c = float(bc.dist[s]);
+        total[1] += c;
+        sum_clogc += c * approx_log2(c);
+    }
+    float bits = -sum_clogc;
+    for (float t : total)
+        if (t > 0.0f) bits += t * approx_log2(t);
+    return bits;
+}
+
+// Writes a block with the plan's Huffman codes. Literals are read from `data`: interleaved with
+// the bytes the matches cover (a slice as tokenized), or, with kLiteralsApart, one after another
+// (gathered from several slices, whose sequences each end in a match of length 0).
+template <bool kLiteralsApart>
 void write_dynamic_block(const BlockPlan& plan, const uint8_t* data, const Sequence* seqs,
-                         size_t nseq, bool final, BitWriter* w) {
+                         size_t nseq, bool final, BitWriter* out) {
     const LengthTable& lt = length_table();
     uint32_t litlen_codes[kLitLenSymbols], dist_codes[kDistSymbols], cl_codes[19];
     build_codes(plan.litlen_lens, kLitLenSymbols, litlen_codes);
     build_codes(plan.dist_lens, kDistSymbols, dist_codes);
     build_codes(plan.cl_lens, 19, cl_codes);
+    // The writer's state is kept in a local, in registers, for the whole loop.
+    BitWriter bits = *out;
+    BitWriter* const w = &bits;
 
     w->put(final ? 1u : 0u, 1);
     w->put(2, 2);  // dynamic Huffman codes
@@ -671,7 +752,7 @@ void write_dynamic_block(const BlockPlan& plan, const uint8_t* data, const Seque
             w->flush();
         }
         data = lit_end;
-        if (!sq.length) break;
+        if (!sq.length) continue;
         // A match is at most 15 + 5 + 15 + 13 bits.
         const LengthCode& lc = lt.of[sq.length];
         w->put(litlen_codes[lc.symbol] | (uint32_t(lc.extra) << plan.litlen_lens[lc.symbol]),
@@ -681,11 +762,75 @@ void write_dynamic_block(const BlockPlan& plan, const uint8_t* data, const Seque
         w->put(dist_codes[ds] | (uint64_t(extra) << plan.dist_lens[ds]),
                plan.dist_lens[ds] + distance_extra_bits(ds));
         w->flush();
-        data += sq.length;
+        if (!kLiteralsApart) data += sq.length;
     }
     w->put(litlen_codes[256], plan.litlen_lens[256]);
     w->flush();
+    *out = bits;
 }
+
+// Slices that compress well, gathered to be written as one block: a block's header costs about
+// as much as a slice of a flat or synthetic image compresses to.
+class PendingBlock {
+   public:
+    // Room for at least every sequence and literal of one slice of `slice_bytes` bytes.
+    bool allocate(size_t slice_bytes) {
+        seq_capacity_ = slice_bytes / kMinMatch + 1;
+        lit_capacity_ = slice_bytes;
+        seqs_.reset(new (std::nothrow) Sequence[seq_capacity_]);
+        lits_.reset(new (std::nothrow) uint8_t[lit_capacity_]);
+        return seqs_ && lits_;
+    }
+
+    bool empty() const { return nseq_ == 0; }
+
+    // Whether a slice with these counts costs less in the gathered block than in a block of
+    // its own with `header_bits` of codes: the block's codes are made for all it holds, so
+    // appending pays as long as the symbols' statistics stay alike.
+    bool worth_appending(const BlockCounts& bc, uint64_t header_bits) {
+        BlockCounts merged;
+        for (int s = 0; s < kLitLenSymbols; ++s) merged.litlen[s] = counts_.litlen[s] + bc.litlen[s];
+        for (int s = 0; s < kDistSymbols; ++s) merged.dist[s] = counts_.dist[s] + bc.dist[s];
+        merged_entropy_ = entropy_bits(merged);
+        return merged_entropy_ <= entropy_ + entropy_bits(bc) + float(header_bits);
+    }
+
+    bool fits(size_t nseq, size_t nlit) const {
+        return nseq_ + nseq <= seq_capacity_ && nlit_ + nlit <= lit_capacity_;
+    }
+
+    // After worth_appending(bc) or into an empty block.
+    void append(const uint8_t* data, const Sequence* seqs, size_t nseq, const BlockCounts& bc) {
+        const bool empty_before = empty();
+        for (size_t q = 0; q < nseq; ++q) {
+            std::memcpy(lits_.get() + nlit_, data, seqs[q].literals);
+            nlit_ += seqs[q].literals;
+            data += seqs[q].literals + seqs[q].length;
+        }
+        std::memcpy(seqs_.get() + nseq_, seqs, nseq * sizeof(Sequence));
+        nseq_ += nseq;
+        for (int s = 0; s < kLitLenSymbols; ++s) counts_.litlen[s] += bc.litlen[s];
+        for (int s = 0; s < kDistSymbols; ++s) counts_.dist[s] += bc.dist[s];
+        entropy_ = empty_before ? entropy_bits(bc) : merged_entropy_;
+    }
+
+    void write(bool final, BitWriter* w) {
+        if (empty()) return;
+        BlockPlan plan;
+        plan_block(counts_, &plan);
+        write_dynamic_block<true>(plan, lits_.get(), seqs_.get(), nseq_, final, w);
+        nseq_ = nlit_ = 0;
+        counts_ = {};
+    }
+
+   private:
+    std::unique_ptr<Sequence[]> seqs_;
+    std::unique_ptr<uint8_t[]> lits_;
+    size_t seq_capacity_ = 0, lit_capacity_ = 0, nseq_ = 0, nlit_ = 0;
+    BlockCounts counts_ = {};
+    float entropy_ = 0.0f;         // of counts_
+    float merged_entropy_ = 0.0f;  // of counts_ and the slice worth_appending() saw
+};
 
 uint64_t stored_bits(size_t n) {
     // Per piece: 3 header bits, padding to a byte (at most 7 + 7 with what was pending), LEN and
@@ -751,17 +896,20 @@ size_t filter_span_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size
     const __m128i zero = _mm_setzero_si128();
     const __m128i ones = _mm_set1_epi8(1);
     __m128i acc[5] = {zero, zero, zero, zero, zero};
+    // |r| of a signed byte is |(r ^ 0x80) - 0x80| of the unsigned one, which psadbw sums.
+    const __m128i bias = _mm_set1_epi8(-128);
     auto add_cost = [&](int k, __m128i r) {
-        const __m128i mag = _mm_min_epu8(r, _mm_sub_epi8(zero, r));
-        acc[k] = _mm_add_epi64(acc[k], _mm_sad_epu8(mag, zero));
+        acc[k] = _mm_add_epi64(acc[k], _mm_sad_epu8(_mm_xor_si128(r, bias), bias));
     };
-    auto abs16 = [&](__m128i v) { return _mm_max_epi16(v, _mm_sub_epi16(zero, v)); };
-    // Lanes where Paeth does not pick a, and where (not picking a) it does not pick b.
-    auto paeth_masks = [&](__m128i a, __m128i b, __m128i c, __m128i* not_a, __m128i* not_b) {
-        const __m128i bc = _mm_sub_epi16(b, c), ac = _mm_sub_epi16(a, c);
-        const __m128i pa = abs16(bc), pb = abs16(ac), pc = abs16(_mm_add_epi16(bc, ac));
-        *not_a = _mm_or_si128(_mm_cmpgt_epi16(pa, pb), _mm_cmpgt_epi16(pa, pc));
-        *not_b = _mm_cmpgt_epi16(pb, pc);
+    // Paeth in bytes, 16 lanes at a time: pa = |b - c| and pb = |a - c| are exact as unsigned
+    // differences, and pc = |(b - c) + (a - c)| is pa + pb when the two differences have the
+    // same sign and |pa - pb| otherwise. The sum may saturate at 255, but it is then at least
+    // pa and pb, which is all the comparisons below need.
+    auto absdiff = [](__m128i x, __m128i y) {
+        return _mm_or_si128(_mm_subs_epu8(x, y), _mm_subs_epu8(y, x));
+    };
+    auto at_most = [](__m128i x, __m128i y) {  // x <= y, unsigned
+        return _mm_cmpeq_epi8(_mm_min_epu8(x, y), x);
     };
     size_t x = x0;
     for (; x + 16 <= x1; x += 16) {
@@ -775,16 +923,15 @@ size_t filter_span_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size
         const __m128i mean =
             _mm_sub_epi8(_mm_avg_epu8(a, b), _mm_and_si128(_mm_xor_si128(a, b), ones));
         const __m128i avg = _mm_sub_epi8(v, mean);
-        __m128i not_a_lo, not_b_lo, not_a_hi, not_b_hi;
-        paeth_masks(_mm_unpacklo_epi8(a, zero), _mm_unpacklo_epi8(b, zero),
-                    _mm_unpacklo_epi8(c, zero), &not_a_lo, &not_b_lo);
-        paeth_masks(_mm_unpackhi_epi8(a, zero), _mm_unpackhi_epi8(b, zero),
-                    _mm_unpackhi_epi8(c, zero), &not_a_hi, &not_b_hi);
-        const __m128i not_a = _mm_packs_epi16(not_a_lo, not_a_hi);
-        const __m128i not_b = _mm_packs_epi16(not_b_lo, not_b_hi);
-        const __m128i b_or_c = _mm_or_si128(_mm_andnot_si128(not_b, b), _mm_and_si128(not_b, c));
+        const __m128i pa = absdiff(b, c), pb = absdiff(a, c);
+        const __m128i mixed = _mm_xor_si128(at_most(c, b), at_most(c, a));  // signs differ
+        const __m128i pc = _mm_or_si128(_mm_andnot_si128(mixed, _mm_adds_epu8(pa, pb)),
+                                        _mm_and_si128(mixed, absdiff(pa, pb)));
+        const __m128i use_a = _mm_and_si128(at_most(pa, pb), at_most(pa, pc));
+        const __m128i use_b = at_most(pb, pc);
+        const __m128i b_or_c = _mm_or_si128(_mm_and_si128(use_b, b), _mm_andnot_si128(use_b, c));
         const __m128i pred =
-            _mm_or_si128(_mm_andnot_si128(not_a, a), _mm_and_si128(not_a, b_or_c));
+            _mm_or_si128(_mm_and_si128(use_a, a), _mm_andnot_si128(use_a, b_or_c));
         const __m128i pae = _mm_sub_epi8(v, pred);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(res[0] + x), sub);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(res[1] + x), up);
@@ -806,10 +953,19 @@ size_t filter_span_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size
 #endif
 
 // Writes the best-filtered version of `cur` (prev is the row above, zeros for the first row) to
-// dst[0] (the filter type) and dst[1, n]. `scratch` holds 4 rows of n bytes.
-void filter_row(const uint8_t* cur, const uint8_t* prev, size_t n, unsigned bpp,
+// dst[0] (the filter type) and dst[1, n]. `scratch` holds 3 rows of n bytes. Returns true when
+// the row repeats the one above, and so is the Up filter and n zeros.
+bool filter_row(const uint8_t* cur, const uint8_t* prev, size_t n, unsigned bpp,
                 uint8_t* scratch, uint8_t* dst) {
-    uint8_t* const res[4] = {scratch, scratch + n, scratch + 2 * n, scratch + 3 * n};
+    // No filter beats Up's all-zero residuals, and repeated rows are common in plots and flat
+    // areas: one comparison settles them instead of five filters.
+    if (std::memcmp(cur, prev, n) == 0) {
+        dst[0] = 2;
+        std::memset(dst + 1, 0, n);
+        return true;
+    }
+    // Paeth, the filter most often best, goes straight to its place.
+    uint8_t* const res[4] = {scratch, scratch + n, scratch + 2 * n, dst + 1};
     uint64_t cost[5] = {};
     size_t x = std::min<size_t>(bpp, n);
     filter_span_scalar(cur, prev, 0, x, bpp, res, cost);
@@ -821,7 +977,8 @@ void filter_row(const uint8_t* cur, const uint8_t* prev, size_t n, unsigned bpp,
     for (int f = 1; f < 5; ++f)
         if (cost[f] < cost[best]) best = f;
     dst[0] = static_cast<uint8_t>(best);
-    std::memcpy(dst + 1, best == 0 ? cur : res[best - 1], n);
+    if (best != 4) std::memcpy(dst + 1, best == 0 ? cur : res[best - 1], n);
+    return false;
 }
 
 // ---- Chunks and checksums. ----
@@ -890,6 +1047,13 @@ uint32_t update_adler(uint32_t adler, const uint8_t* p, size_t n) {
     return static_cast<uint32_t>((s2 << 16) | s1);
 }
 
+// update_adler() over one filter byte `filter` and n zeros, in constant time.
+uint32_t update_adler_zero_row(uint32_t adler, uint8_t filter, uint64_t n) {
+    const uint64_t s1 = ((adler & 0xffffu) + filter) % kAdlerMod;
+    const uint64_t s2 = ((adler >> 16) + s1 + (n % kAdlerMod) * s1) % kAdlerMod;
+    return static_cast<uint32_t>((s2 << 16) | s1);
+}
+
 }  // namespace
 
 bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t channels,
@@ -909,10 +1073,14 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
     const uint64_t rows_per_block = std::max<uint64_t>(1, kBlockTarget / stride);
     const uint64_t block_bytes = rows_per_block * stride;
     const uint64_t nblocks = (height + rows_per_block - 1) / rows_per_block;
-    // The largest output is every deflate block stored (a Huffman-coded block is used only
-    // when smaller): its data plus at most 8 bytes per stored piece of up to 64 KiB.
+    // A slice coded on its own is never larger than stored: its data plus at most 8 bytes per
+    // stored piece of up to 64 KiB. Slices gathered into one block get codes for all of them,
+    // which in theory can cost more than that: the bound is then what any Huffman-coded block
+    // can take, 2 bytes per byte (a literal's code has at most 15 bits, a match of 3 bytes or
+    // more at most 48) and a header of under 1 KiB for each block (at most two per slice).
+    // Only the bytes written are ever touched.
     const uint64_t slices = nblocks * ((block_bytes + kMaxSlice - 1) / kMaxSlice);
-    const uint64_t zlib_bound = 2 + raw + 8 * (raw / kStoredMax + slices + 1) + 4;
+    const uint64_t zlib_bound = 2 + 2 * raw + 2048 * (slices + 1) + 4;
     const uint64_t idat_chunks = zlib_bound / kMaxChunk + 1;
     const uint64_t bound = 8 + 25 + 12 * idat_chunks + zlib_bound + 12 + 16;  // 16: write slack
 
@@ -923,19 +1091,20 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
     std::unique_ptr<uint8_t[]> window(new (std::nothrow) uint8_t[kWindow + block_bytes + 16]);
     std::unique_ptr<Sequence[]> seqs(
         new (std::nothrow) Sequence[std::min<uint64_t>(block_bytes, kMaxSlice) / kMinMatch + 1]);
-    std::unique_ptr<uint8_t[]> rows(new (std::nothrow) uint8_t[5 * n]);
+    std::unique_ptr<uint8_t[]> rows(new (std::nothrow) uint8_t[4 * n]);
     std::unique_ptr<uint32_t[]> table(new (std::nothrow) uint32_t[size_t(1) << hash_bits]());
-    if (!window || !seqs || !rows || !table) return false;
-    uint8_t* const zeros = rows.get() + 4 * n;  // the row above the first
+    PendingBlock pending;
+    if (!window || !seqs || !rows || !table ||
+        !pending.allocate(static_cast<size_t>(std::min<uint64_t>(block_bytes, kMaxSlice))))
+        return false;
+    uint8_t* const zeros = rows.get() + 3 * n;  // the row above the first
     std::memset(zeros, 0, n);
 
-    // The only call here that can throw; the worker must get `false`, never an exception.
-    try {
-        out->resize(static_cast<size_t>(bound));
-    } catch (const std::exception&) {
-        return false;
-    }
-    uint8_t* const base = reinterpret_cast<uint8_t*>(&(*out)[0]);
+    // The PNG is built in a buffer of its largest size and then copied out: resizing `out` to
+    // that size would write all of it, ten or a hundred times the PNG itself for most images.
+    std::unique_ptr<uint8_t[]> buffer(new (std::nothrow) uint8_t[static_cast<size_t>(bound)]);
+    if (!buffer) return false;
+    uint8_t* const base = buffer.get();
     static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     std::memcpy(base, kSignature, 8);
     put_chunk_header(base + 8, 13, "IHDR");
@@ -960,13 +1129,19 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
     for (uint64_t y0 = 0; y0 < height; y0 += rows_per_block) {
         const uint64_t y1 = std::min<uint64_t>(height, y0 + rows_per_block);
         uint8_t* const data = window.get() + history;
+        const size_t len = static_cast<size_t>((y1 - y0) * stride);
+        size_t summed = 0;  // bytes of `data` already in the Adler-32
         for (uint64_t y = y0; y < y1; ++y) {
             const uint8_t* cur = pixels + y * row_bytes;
             const uint8_t* prev = y ? cur - row_bytes : zeros;
-            filter_row(cur, prev, n, bpp, rows.get(), data + (y - y0) * stride);
+            const size_t at = static_cast<size_t>((y - y0) * stride);
+            if (filter_row(cur, prev, n, bpp, rows.get(), data + at)) {
+                adler = update_adler(adler, data + summed, at - summed);
+                adler = update_adler_zero_row(adler, data[at], n);
+                summed = at + static_cast<size_t>(stride);
+            }
         }
-        const size_t len = static_cast<size_t>((y1 - y0) * stride);
-        adler = update_adler(adler, data, len);
+        adler = update_adler(adler, data + summed, len - summed);
         std::memset(data + len, 0, 16);  // the matcher reads whole words
 
         // A group is one row when rows are long; it is then deflated in slices, which bounds
@@ -984,10 +1159,23 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
             at += part;
             offset += part;
             const bool final = y1 == height && at == len;
-            if (plan.bits < stored_bits(part))
-                write_dynamic_block(plan, slice, seqs.get(), nseq, final, &w);
-            else
-                write_stored(slice, part, final, &w);
+            size_t nlit = 0;
+            for (size_t q = 0; q < nseq; ++q) nlit += seqs[q].literals;
+            // Under one bit per byte a slice is gathered with its neighbours into one block,
+            // unless its symbols differ enough from theirs to pay for a block of its own.
+            if (plan.bits <= part) {
+                if (!pending.empty() && (!pending.fits(nseq, nlit) ||
+                                         !pending.worth_appending(counts, plan.header_bits)))
+                    pending.write(false, &w);
+                pending.append(slice, seqs.get(), nseq, counts);
+                if (final) pending.write(true, &w);
+            } else {
+                pending.write(false, &w);
+                if (plan.bits < stored_bits(part))
+                    write_dynamic_block<false>(plan, slice, seqs.get(), nseq, final, &w);
+                else
+                    write_stored(slice, part, final, &w);
+            }
         }
 
         const size_t keep = std::min(kWindow, history + len);
@@ -1028,7 +1216,12 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
     put_chunk_header(end, 0, "IEND");
     store_be32(end + 8, chunk_crc(end + 4, 4));
     end += 12;
-    out->resize(static_cast<size_t>(end - base));
+    // The only call here that can throw; the worker must get `false`, never an exception.
+    try {
+        out->assign(reinterpret_cast<const char*>(base), static_cast<size_t>(end - base));
+    } catch (const std::exception&) {
+        return false;
+    }
     return true;
 }
 
