@@ -255,6 +255,17 @@ class Bench:
             values = rng.standard_normal(n).astype(np.float32)
             repeats = 3 if n >= 10_000_000 else (5 if self.quick else 11)
             self._call_and_flush(f"add_histogram {n:.0e} float32", _logger("add_histogram", values), repeats)
+        # The worker's kernel (bins, min, max, sum, sum_squares) run here, alone.
+        from fasttb import _core
+
+        n = sizes[-1]
+        values = rng.standard_normal(n).astype(np.float32)
+        samples = []
+        for _ in range(5 if self.quick else 11):
+            start = time.perf_counter()
+            _core.tf_histogram(values, 0)
+            samples.append(time.perf_counter() - start)
+        self._record("histogram kernel", "fasttb", values=n, seconds=statistics.median(samples))
 
     def images(self) -> None:
         rng = np.random.default_rng(2)
@@ -335,6 +346,10 @@ class Bench:
                 if ours and name != "fasttb":
                     ratio = f"  fasttb {r['call'] / ours['call']:6.1f}x / {r['total'] / ours['total']:5.1f}x faster"
                 lines.append(f"  {name:28s} {r['call'] * 1e3:10.3f} ms {r['total'] * 1e3:10.3f} ms{ratio}")
+        kernel = self.results.get("histogram kernel", {}).get("fasttb")
+        if kernel:
+            lines.append(f"histogram kernel, {kernel['values']:.0e} float32 on one thread (median): "
+                         f"{kernel['seconds'] / kernel['values'] * 1e9:.2f} ns per value")
         png = self.results.get("png", {})
         if png:
             lines.append("PNG encoding, 1024x1024 (median): MB/s of raw pixels, fasttb's size / Pillow's")
