@@ -207,3 +207,28 @@ def test_streamed_histogram_dropped_when_the_queue_is_full(logdir):
     assert dropped == 1
     (h,) = accumulator(logdir).Histograms("h")
     assert h.step == 1 and h.histogram_value.min == 0.0 and h.histogram_value.max == (1 << 20) - 1
+
+
+def test_streamed_histograms_from_several_threads(logdir):
+    import threading
+
+    values = {k: (RNG.standard_normal(1 << 18) * (k + 1)).astype(np.float32) for k in range(4)}
+    with SummaryWriter(logdir) as w:
+        def log(k):
+            for step in range(3):
+                w.add_histogram(f"t{k}", values[k], step)
+                w.add_scalar(f"s{k}", float(step), step)
+
+        threads = [threading.Thread(target=log, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    acc = accumulator(logdir)
+    for k in range(4):
+        _, _, num, total, _, limits, counts = _core.tf_histogram(values[k], 0)
+        hist = acc.Histograms(f"t{k}")
+        assert [h.step for h in hist] == [0, 1, 2]
+        for h in hist:
+            assert h.histogram_value.sum == total and list(h.histogram_value.bucket) == counts
+        assert [s.value for s in acc.Scalars(f"s{k}")] == [0.0, 1.0, 2.0]
