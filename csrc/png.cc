@@ -85,10 +85,29 @@ inline unsigned floor_log2(uint32_t v) {  // v > 0
 #endif
 }
 
+inline unsigned trailing_zeros(unsigned v) {  // v > 0
+#if defined(__GNUC__)
+    return static_cast<unsigned>(__builtin_ctz(v));
+#else
+    unsigned k = 0;
+    while (!(v & 1u)) v >>= 1, ++k;
+    return k;
+#endif
+}
+
 // Number of leading bytes equal in a and b, at most `limit`; both must be readable for `limit`
-// bytes rounded up to a multiple of 8.
+// bytes rounded up to a multiple of 16.
 inline unsigned common_prefix(const uint8_t* a, const uint8_t* b, unsigned limit) {
     unsigned n = 0;
+#if defined(__SSE2__)
+    for (; n < limit; n += 16) {
+        const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + n));
+        const __m128i y = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + n));
+        const unsigned same = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, y)));
+        if (same != 0xffffu) return std::min(limit, n + trailing_zeros(~same));
+    }
+    return limit;
+#else
 #if defined(__GNUC__)
     if (kLittleEndian) {
         while (n < limit) {
@@ -104,6 +123,7 @@ inline unsigned common_prefix(const uint8_t* a, const uint8_t* b, unsigned limit
 #endif
     while (n < limit && a[n] == b[n]) ++n;
     return n;
+#endif
 }
 
 // ---- Bit output, least significant bit first as deflate wants. ----
@@ -365,26 +385,15 @@ struct Prices {
     }
 };
 
-#if defined(__SSE2__)
-inline unsigned trailing_zeros(unsigned v) {  // v > 0
-#if defined(__GNUC__)
-    return static_cast<unsigned>(__builtin_ctz(v));
-#else
-    unsigned k = 0;
-    while (!(v & 1u)) v >>= 1, ++k;
-    return k;
-#endif
-}
-#endif
 
-// The first j in [i, end) where p[j, j + 3) repeats the three bytes bpp before it (where a
-// previous-pixel match could start), or end. Needs i >= bpp bytes of history and p readable up
-// to end + 16.
-inline size_t next_repeat(const uint8_t* p, size_t i, size_t end, unsigned bpp) {
+// The first j in [i, end) where p[j, j + 3) repeats the three bytes `dist` before it (where a
+// match at that distance could start), or end. Needs i >= dist bytes of history and p readable
+// up to end + 16.
+inline size_t next_repeat(const uint8_t* p, size_t i, size_t end, unsigned dist) {
 #if defined(__SSE2__)
     for (; i < end; i += 14) {
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
-        const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i - bpp));
+        const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i - dist));
         const unsigned eq = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, w)));
         const unsigned starts = eq & (eq >> 1) & (eq >> 2) & 0x3fffu;
         if (starts) return std::min(end, i + trailing_zeros(starts));
@@ -392,10 +401,53 @@ inline size_t next_repeat(const uint8_t* p, size_t i, size_t end, unsigned bpp) 
     return end;
 #else
     for (; i < end; ++i)
-        if (p[i] == p[i - bpp] && p[i + 1] == p[i + 1 - bpp] && p[i + 2] == p[i + 2 - bpp])
+        if (p[i] == p[i - dist] && p[i + 1] == p[i + 1 - dist] && p[i + 2] == p[i + 2 - dist])
             return i;
     return end;
 #endif
+}
+
+constexpr unsigned kPeriodScan = 1024;  // the farthest distance nearest_repeat() looks at
+constexpr unsigned kPeriodChecks = 4;   // and the most candidates it compares in full
+constexpr unsigned kScanBackoff = 256;  // bytes before a failed scan's distance is rescanned
+
+// The smallest distance d <= kPeriodScan, d <= reach, at which p[i, i + len) repeats, or 0 if
+// none of the first kPeriodChecks candidates does. Candidates are the places where four bytes
+// of the match repeat, taken where they are not one value (within runs every distance would be
+// a candidate). p[i - reach, i) must be readable, and p up to i + len rounded up to 16.
+inline unsigned nearest_repeat(const uint8_t* p, size_t i, unsigned len, size_t reach) {
+    unsigned at = 0;
+    while (at + 4 < len && at < kMaxMatch / 2 && p[i + at] == p[i + at + 3]) ++at;
+    const uint8_t* const anchor = p + i + at;
+    unsigned checks = 0;
+#if defined(__SSE2__)
+    const __m128i w0 = _mm_set1_epi8(static_cast<char>(anchor[0]));
+    const __m128i w1 = _mm_set1_epi8(static_cast<char>(anchor[1]));
+    const __m128i w2 = _mm_set1_epi8(static_cast<char>(anchor[2]));
+    const __m128i w3 = _mm_set1_epi8(static_cast<char>(anchor[3]));
+    // 16 distances at a time, [d, d + 15], from the nearest; bit k of the mask is d + 15 - k.
+    for (unsigned d = 1; d + 15 <= kPeriodScan && d + 15 <= reach; d += 16) {
+        const uint8_t* q = anchor - (d + 15);
+        auto equal = [&](int k, __m128i w) {
+            return _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k)), w);
+        };
+        unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(_mm_and_si128(
+            _mm_and_si128(equal(0, w0), equal(1, w1)), _mm_and_si128(equal(2, w2), equal(3, w3)))));
+        while (mask) {
+            const unsigned k = floor_log2(mask);
+            if (common_prefix(p + i, p + i - (d + 15 - k), len) == len) return d + 15 - k;
+            if (++checks == kPeriodChecks) return 0;
+            mask &= ~(1u << k);
+        }
+    }
+#else
+    for (unsigned d = 1; d <= kPeriodScan && d <= reach; ++d) {
+        if (load32(anchor) != load32(anchor - d)) continue;
+        if (common_prefix(p + i, p + i - d, len) == len) return d;
+        if (++checks == kPeriodChecks) return 0;
+    }
+#endif
+    return 0;
 }
 
 class Matcher {
@@ -435,14 +487,28 @@ class Matcher {
             if (len > kPricedBytes) covered = covered * int(len) / int(kPricedBytes);
             return covered - prices.length[len] - prices.dist[ds];
         };
+        size_t next_period = 0, next_scan = 0;
+        unsigned period_seen = 0, unscanned = 0, scan_backoff = 0;
         while (i + kMinMatch <= n) {
+            // The latest far distance is watched for like the previous pixel, between probes:
+            // periodic content (tiles, patterns, plots) repeats it, and after a stretch of
+            // literals, which thins the probes out, a period's next start is found at once.
+            const unsigned period = recent_[0];
+            if (period != period_seen) {
+                period_seen = period;
+                next_period = 0;
+            }
+            const bool watch =
+                period_long_ && period != 0 && period != bpp && i + history >= period;
             if (i + history >= bpp) {
                 // Skip, as literals, to the next position that needs a look: a probe is due or
-                // a previous-pixel repeat starts there.
+                // a previous-pixel or previous-period repeat starts there.
                 const size_t stop = std::min(next_probe, n - kMinMatch + 1);
                 if (i < stop) {
                     const size_t from = std::max(i, std::min(next_near, stop));
-                    const size_t j = from < stop ? next_repeat(p, from, stop, bpp) : stop;
+                    size_t j = from < stop ? next_repeat(p, from, stop, bpp) : stop;
+                    const size_t from_period = std::max(i, std::min(next_period, j));
+                    if (watch && from_period < j) j = next_repeat(p, from_period, j, period);
                     count_literals(i, j);
                     i = j;
                     if (i + kMinMatch > n) break;
@@ -464,6 +530,20 @@ class Matcher {
                     } else {
                         // The rest of this run would be turned down too: do not price it again.
                         next_near = i + near - kMinMatch + 1;
+                    }
+                }
+            }
+            if (watch && i >= next_period) {
+                const unsigned rep = common_prefix(p + i, p + i - period, limit);
+                if (rep >= kMinMatch) {
+                    const int s = saving(rep, recent_symbol_[0]);
+                    if (s > best) {
+                        best = s;
+                        len = rep;
+                        dist = period;
+                        symbol = recent_symbol_[0];
+                    } else if (s <= 0) {
+                        next_period = i + rep - kMinMatch + 1;
                     }
                 }
             }
@@ -512,17 +592,34 @@ class Matcher {
                 }
                 // Hash probes are paid for in the bits their matches save: while they save
                 // less than they cost (photos, noise) probes thin out, down to one every
-                // kMaxSkip bytes. Long matches at a recent distance count too, so that periodic
-                // content keeps probing at the start of each period; counting the short ones
-                // would keep probing dense in photos, for little.
-                if (len >= kLongRun) found = true;
+                // kMaxSkip bytes. (Counting what the recent distances save too would keep
+                // probing dense in photos, for little.)
                 credit_ = std::min(credit_ - kProbeCost + (found ? best : 0), kMaxCredit);
                 if (credit_ < 0)
                     next_probe = i + 1 + static_cast<size_t>(std::min<int64_t>(
                                              -credit_ >> kSkipShift, kMaxSkip));
             }
+            if (len >= kLongRun && dist > kPeriodScan && (dist != unscanned || i >= next_scan)) {
+                // A long match far back, in content that repeats: the repeat may be a short
+                // period, cheaper to code (a pattern's row repeating itself, found first in an
+                // earlier row). Scans that find none back off, for that distance.
+                const unsigned d = nearest_repeat(p, i, len, history + i);
+                if (d) {
+                    dist = d;
+                    unsigned extra;
+                    distance_code(d, &symbol, &extra);
+                    unscanned = 0;
+                } else {
+                    scan_backoff = dist == unscanned ? std::min(scan_backoff + 1, 8u) : 0;
+                    unscanned = dist;
+                    next_scan = i + (size_t(kScanBackoff) << scan_backoff);
+                }
+            }
             if (len) {
-                if (dist != bpp) remember(dist, symbol);
+                if (dist != bpp) {
+                    remember(dist, symbol);
+                    period_long_ = len >= kLongRun;
+                }
                 seqs[nseq++] = {static_cast<uint32_t>(i - run_start), static_cast<uint16_t>(len),
                                 static_cast<uint16_t>(dist)};
                 ++counts->litlen[lt.of[len].symbol];
@@ -559,6 +656,7 @@ class Matcher {
     unsigned shift_;
     uint32_t* table_;
     int64_t credit_ = 0;
+    bool period_long_ = false;  // the latest far match was long, so its distance is watched
     unsigned recent_[kRecent] = {};  // far distances of the latest matches, newest first
     unsigned recent_symbol_[kRecent] = {};
 };
@@ -789,7 +887,8 @@ class PendingBlock {
     // appending pays as long as the symbols' statistics stay alike.
     bool worth_appending(const BlockCounts& bc, uint64_t header_bits) {
         BlockCounts merged;
-        for (int s = 0; s < kLitLenSymbols; ++s) merged.litlen[s] = counts_.litlen[s] + bc.litlen[s];
+        for (int s = 0; s < kLitLenSymbols; ++s)
+            merged.litlen[s] = counts_.litlen[s] + bc.litlen[s];
         for (int s = 0; s < kDistSymbols; ++s) merged.dist[s] = counts_.dist[s] + bc.dist[s];
         merged_entropy_ = entropy_bits(merged);
         return merged_entropy_ <= entropy_ + entropy_bits(bc) + float(header_bits);
@@ -889,60 +988,81 @@ void filter_span_scalar(const uint8_t* cur, const uint8_t* prev, size_t x0, size
 }
 
 #if defined(__SSE2__)
-// The same, 16 bytes at a time from x0 >= bpp; returns where it stopped (fewer than 16 bytes
-// before x1). SSE2 is part of x86-64, so this needs no run-time dispatch.
+// The same, 16 bytes at a time from x0 >= bpp; returns where it stopped (x1 unless the span is
+// under 16 bytes). SSE2 is part of x86-64, so this needs no run-time dispatch.
 size_t filter_span_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size_t x1,
                         unsigned bpp, uint8_t* const res[4], uint64_t cost[5]) {
-    const __m128i zero = _mm_setzero_si128();
+    if (x1 - x0 < 16) return x0;
     const __m128i ones = _mm_set1_epi8(1);
-    __m128i acc[5] = {zero, zero, zero, zero, zero};
-    // |r| of a signed byte is |(r ^ 0x80) - 0x80| of the unsigned one, which psadbw sums.
-    const __m128i bias = _mm_set1_epi8(-128);
-    auto add_cost = [&](int k, __m128i r) {
-        acc[k] = _mm_add_epi64(acc[k], _mm_sad_epu8(_mm_xor_si128(r, bias), bias));
-    };
-    // Paeth in bytes, 16 lanes at a time: pa = |b - c| and pb = |a - c| are exact as unsigned
-    // differences, and pc = |(b - c) + (a - c)| is pa + pb when the two differences have the
-    // same sign and |pa - pb| otherwise. The sum may saturate at 255, but it is then at least
-    // pa and pb, which is all the comparisons below need.
-    auto absdiff = [](__m128i x, __m128i y) {
-        return _mm_or_si128(_mm_subs_epu8(x, y), _mm_subs_epu8(y, x));
-    };
+    // Paeth in bytes, 16 lanes at a time, from the two one-sided differences of b and c and of
+    // a and c: pa = |b - c| and pb = |a - c| are exact, and pc = |(b - c) + (a - c)| is the
+    // difference of the positive and the negative parts' sums. A sum saturates at 255 only
+    // when both differences have one sign, and is then still at least pa and pb, which is all
+    // the comparisons need.
     auto at_most = [](__m128i x, __m128i y) {  // x <= y, unsigned
         return _mm_cmpeq_epi8(_mm_min_epu8(x, y), x);
     };
-    size_t x = x0;
-    for (; x + 16 <= x1; x += 16) {
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + x));
+    // Stores the four filters' residuals of the 16 bytes v at x, and returns them.
+    struct Residuals {
+        __m128i sub, up, avg, paeth;
+    };
+    auto residuals = [&](size_t x, __m128i v) {
+        Residuals r;
         const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + x - bpp));
         const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(prev + x));
         const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(prev + x - bpp));
-        const __m128i sub = _mm_sub_epi8(v, a);
-        const __m128i up = _mm_sub_epi8(v, b);
+        r.sub = _mm_sub_epi8(v, a);
+        r.up = _mm_sub_epi8(v, b);
         // pavgb rounds up; the filter wants the floor.
-        const __m128i mean =
-            _mm_sub_epi8(_mm_avg_epu8(a, b), _mm_and_si128(_mm_xor_si128(a, b), ones));
-        const __m128i avg = _mm_sub_epi8(v, mean);
-        const __m128i pa = absdiff(b, c), pb = absdiff(a, c);
-        const __m128i mixed = _mm_xor_si128(at_most(c, b), at_most(c, a));  // signs differ
-        const __m128i pc = _mm_or_si128(_mm_andnot_si128(mixed, _mm_adds_epu8(pa, pb)),
-                                        _mm_and_si128(mixed, absdiff(pa, pb)));
-        const __m128i use_a = _mm_and_si128(at_most(pa, pb), at_most(pa, pc));
+        r.avg = _mm_sub_epi8(
+            v, _mm_sub_epi8(_mm_avg_epu8(a, b), _mm_and_si128(_mm_xor_si128(a, b), ones)));
+        const __m128i b_over = _mm_subs_epu8(b, c), b_under = _mm_subs_epu8(c, b);
+        const __m128i a_over = _mm_subs_epu8(a, c), a_under = _mm_subs_epu8(c, a);
+        const __m128i pa = _mm_or_si128(b_over, b_under), pb = _mm_or_si128(a_over, a_under);
+        const __m128i over = _mm_adds_epu8(b_over, a_over);
+        const __m128i under = _mm_adds_epu8(b_under, a_under);
+        const __m128i pc = _mm_or_si128(_mm_subs_epu8(over, under), _mm_subs_epu8(under, over));
+        const __m128i use_a = at_most(pa, _mm_min_epu8(pb, pc));
         const __m128i use_b = at_most(pb, pc);
         const __m128i b_or_c = _mm_or_si128(_mm_and_si128(use_b, b), _mm_andnot_si128(use_b, c));
-        const __m128i pred =
-            _mm_or_si128(_mm_and_si128(use_a, a), _mm_andnot_si128(use_a, b_or_c));
-        const __m128i pae = _mm_sub_epi8(v, pred);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(res[0] + x), sub);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(res[1] + x), up);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(res[2] + x), avg);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(res[3] + x), pae);
-        add_cost(0, v);
-        add_cost(1, sub);
-        add_cost(2, up);
-        add_cost(3, avg);
-        add_cost(4, pae);
+        r.paeth = _mm_sub_epi8(
+            v, _mm_or_si128(_mm_and_si128(use_a, a), _mm_andnot_si128(use_a, b_or_c)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(res[0] + x), r.sub);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(res[1] + x), r.up);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(res[2] + x), r.avg);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(res[3] + x), r.paeth);
+        return r;
+    };
+    // |r| of a signed byte is |(r ^ 0x80) - 0x80| of the unsigned one, which psadbw sums.
+    const __m128i bias = _mm_set1_epi8(-128);
+    auto magnitudes = [&](__m128i r) { return _mm_sad_epu8(_mm_xor_si128(r, bias), bias); };
+    __m128i acc0 = _mm_setzero_si128(), acc1 = acc0, acc2 = acc0, acc3 = acc0, acc4 = acc0;
+    size_t x = x0;
+    for (; x + 16 <= x1; x += 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + x));
+        const Residuals r = residuals(x, v);
+        acc0 = _mm_add_epi64(acc0, magnitudes(v));
+        acc1 = _mm_add_epi64(acc1, magnitudes(r.sub));
+        acc2 = _mm_add_epi64(acc2, magnitudes(r.up));
+        acc3 = _mm_add_epi64(acc3, magnitudes(r.avg));
+        acc4 = _mm_add_epi64(acc4, magnitudes(r.paeth));
     }
+    if (x < x1) {
+        // The last bytes in one more step ending at x1: the lanes done already are written
+        // again with the same values, and zeroed so that they are not counted again.
+        const size_t t = x1 - 16;
+        const __m128i lane = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        const __m128i counted = _mm_cmpgt_epi8(lane, _mm_set1_epi8(static_cast<char>(x - t - 1)));
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + t));
+        const Residuals r = residuals(t, v);
+        acc0 = _mm_add_epi64(acc0, magnitudes(_mm_and_si128(v, counted)));
+        acc1 = _mm_add_epi64(acc1, magnitudes(_mm_and_si128(r.sub, counted)));
+        acc2 = _mm_add_epi64(acc2, magnitudes(_mm_and_si128(r.up, counted)));
+        acc3 = _mm_add_epi64(acc3, magnitudes(_mm_and_si128(r.avg, counted)));
+        acc4 = _mm_add_epi64(acc4, magnitudes(_mm_and_si128(r.paeth, counted)));
+        x = x1;
+    }
+    const __m128i acc[5] = {acc0, acc1, acc2, acc3, acc4};
     for (int k = 0; k < 5; ++k) {
         uint64_t lanes[2];
         _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes), acc[k]);
