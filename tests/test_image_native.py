@@ -86,7 +86,8 @@ def test_native_layout_choices():
     assert native_layout(np.zeros((4, 5, 1), np.float32), "HWC") is None  # grey HWC -> RGB
     assert native_layout(np.zeros((5, 4, 5), np.float32), "CHW") is None
     assert native_layout(chw, "HWC") is None and native_layout(chw, "WHC") is None
-    assert native_layout(np.zeros((4, 5), np.float32), "HW") is None
+    assert native_layout(np.zeros((4, 5), np.float32), "HW") is True
+    assert native_layout(np.zeros((4, 5), np.float32), "WH") is None
     assert native_layout(chw.astype(np.float16), "CHW") is None
     assert native_layout(chw.astype(">f4"), "CHW") is None
     assert native_layout(np.asfortranarray(chw), "CHW") is None
@@ -145,6 +146,9 @@ def test_float_images_match_stock(tmp_path, monkeypatch, dtype, shape):
             if channels > 1:
                 hwc = np.ascontiguousarray(chw.transpose(1, 2, 0))
                 calls.append((f"hwc{channels}", hwc, channels, "HWC"))
+        calls.append(("hw", chw[0].copy(), 5, "HW"))
+        calls.append(("hw_lower", chw[0].copy(), 6, "hw"))
+        calls.append(("hw_uint8", RNG.integers(0, 256, shape, dtype=np.uint8), 7, "HW"))
 
     def log(w):
         for tag, img, step, dataformats in calls:

@@ -129,15 +129,18 @@ _NATIVE_DTYPES = (np.dtype(np.uint8),) + (
 
 def native_layout(a: np.ndarray, dataformats: Any) -> Optional[bool]:
     """Whether ``add_image`` can hand ``a`` to the core with no numpy work: ``True`` for
-    ``(C, H, W)`` planes (``CHW``, 1 to 4 channels), ``False`` for ``(H, W, C)`` pixels
-    (``HWC``, 2 to 4 channels), ``None`` when it must go through :func:`image_to_hwc_uint8`.
-    The core converts such arrays exactly as that function does."""
-    if a.ndim != 3 or a.dtype not in _NATIVE_DTYPES or not a.flags.c_contiguous or a.size == 0:
+    planes (``CHW`` with 1 to 4 channels, or ``HW``, one plane), ``False`` for ``(H, W, C)``
+    pixels (``HWC``, 2 to 4 channels), ``None`` when it must go through
+    :func:`image_to_hwc_uint8`. The core converts such arrays exactly as that function does;
+    give it ``HW`` planes reshaped to ``(1, H, W)``."""
+    if a.dtype not in _NATIVE_DTYPES or not a.flags.c_contiguous or a.size == 0:
         return None
-    if dataformats in ("CHW", "chw"):
+    if a.ndim == 3 and dataformats in ("CHW", "chw"):
         return True if a.shape[0] <= 4 else None
-    if dataformats in ("HWC", "hwc"):
+    if a.ndim == 3 and dataformats in ("HWC", "hwc"):
         return False if 2 <= a.shape[2] <= 4 else None
+    if a.ndim == 2 and dataformats in ("HW", "hw"):
+        return True
     return None
 
 

@@ -383,13 +383,13 @@ class SummaryWriter(StockKindsMixin):
         if planar is None:
             self._push_image(tag, image_to_hwc_uint8(a, dataformats), global_step, walltime)
             return
-        # uint8 and float CHW or HWC arrays need no numpy work: the core scales floats while it
+        # uint8 and float CHW, HWC or HW arrays need no numpy work: the core scales floats while it
         # copies, and the worker interleaves planes, so the caller reads its array once.
         tag = to_tag(tag)
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
         if planar:
-            self._main().push_image_planes(tag, a, step, wall_time)
+            self._main().push_image_planes(tag, a.reshape((-1,) + a.shape[-2:]), step, wall_time)
         else:
             self._main().push_image(tag, a, step, wall_time)
 
