@@ -35,10 +35,12 @@ constexpr uint64_t kMaxChunk = 0x7fffffffu;      // and chunk lengths too
 constexpr size_t kBlockTarget = size_t(1) << 16;
 constexpr size_t kMaxSlice = 2 * kBlockTarget;  // the most bytes in one deflate block
 constexpr size_t kWindow = 32768;  // deflate's largest distance
+constexpr size_t kPriceSample = 16384;  // bytes counted to price the first slice's literals
 constexpr unsigned kMinMatch = 3;
 constexpr unsigned kMinFarMatch = 4;  // the hash covers 4 bytes; 3 far bytes rarely pay anyway
 constexpr unsigned kMaxMatch = 258;
-constexpr unsigned kLongRun = 32;  // a match this long is taken without pricing or a probe
+constexpr unsigned kLongRun = 32;     // a match this long is taken without pricing
+constexpr unsigned kNiceMatch = 128;  // and one this long without looking for a longer one
 constexpr unsigned kPricedBytes = 8;  // literals priced per candidate match (a power of two)
 // Hash probes are charged kProbeCost bits each against what their matches save; the deficit,
 // shifted right by kSkipShift, is how many positions are skipped before the next probe.
@@ -477,10 +479,12 @@ class Matcher {
         };
         size_t i = 0, run_start = 0, nseq = 0, next_probe = 0, next_near = 0;
         // Bits saved by a match at i instead of the literals it covers. Long matches always
-        // win; for the rest the first kPricedBytes literals are priced and the remainder
-        // assumed to cost the same on average, which keeps a candidate's cost bounded.
+        // win, the longer first (a byte taken as worth 8 bits); for the rest the first
+        // kPricedBytes literals are priced and the remainder assumed to cost the same on
+        // average, which keeps a candidate's cost bounded.
         auto saving = [&](unsigned len, unsigned ds) -> int {
-            if (len >= kLongRun) return 1 << 20;
+            if (len >= kLongRun)
+                return (1 << 20) + 8 * int(len) - prices.length[len] - prices.dist[ds];
             int covered = 0;
             for (unsigned k = 0; k < std::min(len, kPricedBytes); ++k)
                 covered += prices.literal[p[i + k]];
@@ -552,7 +556,7 @@ class Matcher {
                 bool found = false;
                 // Recent far distances first: periodic content repeats them, and a distance
                 // used often gets a short code.
-                for (int r = 0; r < kRecent && len < kLongRun; ++r) {
+                for (int r = 0; r < kRecent && len < kNiceMatch; ++r) {
                     const unsigned d = recent_[r];
                     if (d == 0 || d > reach || p[i] != p[i - d]) continue;
                     const unsigned rep = common_prefix(p + i, p + i - d, limit);
@@ -566,7 +570,7 @@ class Matcher {
                         }
                     }
                 }
-                if (len < kLongRun) {
+                if (len < kNiceMatch) {
                     uint32_t* slot = table_ + ((load32(p + i) * 2654435761u) >> shift_);
                     const uint32_t here = static_cast<uint32_t>(start + i);
                     // Offsets wrap at 2^32, so a stale slot can name any distance; checking it
@@ -1269,7 +1273,10 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
         for (size_t at = 0; at < len;) {
             const size_t part = std::min(len - at, kMaxSlice);
             const uint8_t* const slice = data + at;
-            if (offset == 0) prices.from_histogram(slice, part);
+            // Literal prices for the first slice from a sample of its bytes: counting all of a
+            // slice of one repeated value is slow (every count waits on the last), and a
+            // sample prices literals as well.
+            if (offset == 0) prices.from_histogram(slice, std::min(part, kPriceSample));
             BlockCounts counts = {};
             const size_t nseq = matcher.tokenize(slice, part, std::min(kWindow, history + at),
                                                  offset, bpp, prices, seqs.get(), &counts);
