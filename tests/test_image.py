@@ -32,6 +32,7 @@ from fasttb._image import (
     image_with_boxes_to_hwc_uint8,
     images_to_hwc_uint8,
 )
+from fasttb.bench import png_images
 
 RNG = np.random.default_rng(20240611)
 COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
@@ -189,10 +190,40 @@ def content(kind: str, shape, rng=RNG) -> np.ndarray:
         a = np.zeros(shape, np.uint8)
         a[: h // 2] = rng.integers(0, 256, (h // 2, w, c), dtype=np.uint8)
         return a
+    y, x = np.mgrid[0:h, 0:w]
+    if kind == "gradient":  # exact, wrapping at 256: residuals one constant but at the wraps
+        return np.stack([(x * (k % 2 + 1) + y * (k + 1)) % 256 for k in range(c)], -1).astype(np.uint8)
+    if kind == "hramp":  # every row the same ramp: rows of zeros after filtering
+        return np.repeat((x % 256).astype(np.uint8)[..., None], c, -1)
+    if kind == "regions":  # a few flat colours with straight and round edges
+        colours = rng.integers(0, 256, (4, c), dtype=np.uint8)
+        a = np.empty(shape, np.uint8)
+        a[:] = colours[0]
+        a[: h // 3] = colours[1]
+        a[h // 2 :, w // 4 : w // 2] = colours[2]
+        a[(x - 0.7 * w) ** 2 + (y - 0.6 * h) ** 2 < (0.2 * min(h, w)) ** 2] = colours[3]
+        return a
+    if kind == "checker":  # squares of 5 pixels: each row repeats a period, every fifth row flips
+        colours = rng.integers(0, 256, (2, c), dtype=np.uint8)
+        return colours[(y // 5 + x // 5) % 2]
+    if kind == "periodic":  # a short random period, shifted along each row: periods behind far matches
+        period = int(rng.integers(2, 40))
+        pattern = rng.integers(0, 256, (period, c), dtype=np.uint8)
+        return pattern[(x + y * int(rng.integers(0, period))) % period]
+    if kind == "sparse":  # plateaus of a slow function: zeros with a residual here and there
+        planes = [2.5 + 2 * np.sin(x / (23 + 4 * k)) * np.cos(y / (17 + 3 * k)) for k in range(c)]
+        return np.stack(planes, -1).astype(np.uint8)
+    if kind == "photo":  # smoothed noise, a hard-edged shape, and grain
+        coarse = rng.uniform(40, 215, (h // 8 + 2, w // 8 + 2, c))
+        t = ((x % 8) / 8)[..., None]
+        a = coarse[y // 8, x // 8] * (1 - t) + coarse[y // 8, x // 8 + 1] * t
+        a[h // 4 : h // 2, w // 3 : 2 * w // 3] = 230
+        return np.clip(a + rng.normal(0, 2, shape), 0, 255).astype(np.uint8)
     raise AssertionError(kind)
 
 
-KINDS = ["noise", "flat", "few", "rows", "tiles", "ramp", "smooth", "halves"]
+KINDS = ["noise", "flat", "few", "rows", "tiles", "ramp", "smooth", "halves", "gradient", "hramp",
+         "regions", "checker", "periodic", "sparse", "photo"]
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
@@ -200,6 +231,16 @@ KINDS = ["noise", "flat", "few", "rows", "tiles", "ramp", "smooth", "halves"]
 def test_encode_png_small_shapes(channels, kind):
     for h, w in [(1, 1), (1, 2), (2, 1), (1, 7), (3, 5), (5, 3), (16, 16), (17, 33), (2, 100)]:
         encode_and_check(content(kind, (h, w, channels)), reference=True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_encode_png_tiny_shapes(kind):
+    # Every width up to a SIMD step and a bit, in one to three rows: the filters' first pixel,
+    # their 16-byte steps and the last partial step, and matches shorter than their checks.
+    for c in [1, 2, 3, 4]:
+        for h in [1, 2, 3]:
+            for w in range(1, 18):
+                encode_and_check(content(kind, (h, w, c)), reference=True)
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
@@ -211,6 +252,39 @@ def test_encode_png_medium_shapes(channels, kind):
         encode_and_check(content(kind, (h, w, channels)))
 
 
+@pytest.mark.parametrize("kind", ["flat", "hramp", "rows", "checker", "periodic", "gradient", "noise", "halves"])
+def test_encode_png_boundaries(kind):
+    shapes = [
+        (4, 86, 3), (3, 258, 1), (3, 259, 1), (5, 257, 1), (2, 129, 2),  # rows of about 258 bytes
+        (2, 30000, 3),  # rows over 64 KiB: stored blocks in several pieces
+        (2, 45000, 3), (3, 33000, 4),  # rows over 128 KiB: a row deflated in two slices
+        (200, 500, 3), (150, 1000, 2),  # 43 or 32 rows to a slice: slices end mid-pattern
+        (700, 700, 1),  # many slices gathered into one Huffman block
+    ]
+    for shape in shapes:
+        encode_and_check(content(kind, shape))
+
+
+def test_encode_png_gathered_block_fills_up():
+    # Each 8-pixel word one of two: compressible slices with a match every few bytes, more
+    # than one gathered Huffman block holds (it is written out and a new one started).
+    rng = np.random.default_rng(3)
+    words = rng.integers(0, 256, (2, 8), dtype=np.uint8)
+    pixels = words[rng.integers(0, 2, (400, 150))].reshape(400, 1200, 1)
+    encode_and_check(pixels)
+
+
+def test_encode_png_long_runs_across_rows():
+    # One value throughout, and rows that repeat exactly: matches of 258 bytes that run over
+    # row ends, slice ends and the end of the image, at the previous pixel and the previous row.
+    for shape in [(1, 1000, 1), (40, 1290, 1), (9, 86, 3), (300, 301, 4), (2, 70000, 1)]:
+        encode_and_check(np.full(shape, 7, np.uint8))
+        encode_and_check(content("rows", shape))
+    a = np.zeros((64, 64, 3), np.uint8)
+    a[::7, ::5] = 255  # a lone pixel between long runs
+    encode_and_check(a, reference=True)
+
+
 @pytest.mark.slow
 def test_encode_png_large():
     a = content("smooth", (2048, 2048, 3))
@@ -218,16 +292,43 @@ def test_encode_png_large():
     encode_and_check(a)
 
 
-def test_encode_png_sizes_stay_near_pillow():
-    # Not a speed test: checks that noise falls back to stored blocks (no expansion) and that
-    # smooth images compress about as well as Pillow's default (the design bound is 1.25x).
-    noise = content("noise", (256, 256, 3))
-    assert len(_core.encode_png(noise)) < noise.nbytes + noise.shape[0] + 1024
-    for kind in ["smooth", "flat", "rows"]:
-        a = content(kind, (256, 256, 3))
-        buf = io.BytesIO()
-        Image.fromarray(a).save(buf, format="PNG")
-        assert len(_core.encode_png(a)) <= 1.5 * len(buf.getvalue()) + 200, kind
+def pillow_size(pixels: np.ndarray) -> int:
+    buf = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(buf, format="PNG")
+    return len(buf.getvalue())
+
+
+@pytest.mark.parametrize("name", list(png_images(8)))
+def test_encode_png_sizes_stay_near_pillow(name):
+    # Not a speed test. The benchmark's image classes (python -m fasttb bench), at half its size:
+    # the issue's bound is 1.25x Pillow's default PNG, and a little more for the constant part
+    # of a stream (headers, codes), which tiny images feel.
+    pixels = png_images(512)[name]
+    assert len(encode_and_check(pixels)) <= 1.25 * pillow_size(pixels) + 64
+    tiny = png_images(16)[name]
+    assert len(encode_and_check(tiny)) <= 1.25 * pillow_size(tiny) + 128
+
+
+def test_encode_png_never_expands_noise():
+    # Stored blocks when Huffman coding would not pay: a few bytes per 64 KiB and per row.
+    for shape in [(256, 256, 3), (3, 40000, 4), (1, 1, 1)]:
+        noise = content("noise", shape)
+        assert len(_core.encode_png(noise)) < noise.nbytes + noise.shape[0] + 128
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_encode_png_sizes_near_pillow_for_every_kind(kind):
+    for shape in [(8, 8, 3), (32, 32, 4), (100, 37, 2), (256, 256, 3)]:
+        pixels = content(kind, shape, np.random.default_rng(1))
+        assert len(encode_and_check(pixels)) <= 1.25 * pillow_size(pixels) + 64, shape
+
+
+@pytest.mark.xfail(reason="known gap: on quantised smooth greyscale images zlib's deep hash chains "
+                   "find longer matches than the encoder's few candidates (1.3-1.4x Pillow)")
+@pytest.mark.parametrize("kind", ["smooth", "sparse"])
+def test_encode_png_smooth_greyscale_near_pillow(kind):
+    pixels = content(kind, (256, 256, 1), np.random.default_rng(1))
+    assert len(_core.encode_png(pixels)) <= 1.25 * pillow_size(pixels) + 64
 
 
 def test_encode_png_rejects_bad_arrays():
