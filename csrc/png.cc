@@ -2,13 +2,19 @@
 //
 // The speed comes from a deflate written for filtered image rows rather than zlib's general one:
 // - every row gets the PNG filter with the smallest sum of residual magnitudes, the heuristic
-//   Pillow and libpng use, so the residuals are about what Pillow would compress;
-// - matches are found greedily: a check for a repeat of the previous pixel (distance = bytes per
-//   pixel, where filtered images keep most of their redundancy) and one hash probe. A match is
-//   taken only if it saves bits over its literals at the previous block's code lengths, and
-//   probes thin out while they save less than they cost, so photos and noise stay fast;
+//   Pillow and libpng use, so the residuals are about what Pillow would compress; a row equal
+//   to the one above is settled by one comparison (Up, all zeros);
+// - matches are found greedily among a few candidates: a repeat of the previous pixel
+//   (distance = bytes per pixel, where filtered images keep most of their redundancy), of the
+//   latest far distance when it gave a long match (periods of tiles and patterns), the few
+//   recent distances, and one hash probe, looking on until a match is 128 bytes long. A match
+//   is taken only if it saves bits over its literals at the previous block's code lengths, and
+//   probes thin out while they save less than they cost, so photos and noise stay fast. A long
+//   match far back is checked for a short period that repeats it just as far, cheaper to code;
 // - each slice of rows gets Huffman codes from its exact symbol counts, or is stored raw when
-//   that is smaller, so incompressible data costs little more than a copy.
+//   that is smaller, so incompressible data costs little more than a copy; slices that compress
+//   well are gathered into one block while their statistics stay alike, as a header would cost
+//   about as much as such a slice.
 // zlib supplies the chunks' CRC-32; the zlib stream's Adler-32 is computed here (SSE2 on x86-64).
 #include "png.h"
 
@@ -387,7 +393,6 @@ struct Prices {
     }
 };
 
-
 // The first j in [i, end) where p[j, j + 3) repeats the three bytes `dist` before it (where a
 // match at that distance could start), or end. Needs i >= dist bytes of history and p readable
 // up to end + 16.
@@ -411,6 +416,7 @@ inline size_t next_repeat(const uint8_t* p, size_t i, size_t end, unsigned dist)
 
 constexpr unsigned kPeriodScan = 1024;  // the farthest distance nearest_repeat() looks at
 constexpr unsigned kPeriodChecks = 4;   // and the most candidates it compares in full
+constexpr unsigned kScanBeyond = 4096;  // it looks behind matches farther (11+ extra bits)
 constexpr unsigned kScanBackoff = 256;  // bytes before a failed scan's distance is rescanned
 
 // The smallest distance d <= kPeriodScan, d <= reach, at which p[i, i + len) repeats, or 0 if
@@ -603,10 +609,10 @@ class Matcher {
                     next_probe = i + 1 + static_cast<size_t>(std::min<int64_t>(
                                              -credit_ >> kSkipShift, kMaxSkip));
             }
-            if (len >= kLongRun && dist > kPeriodScan && (dist != unscanned || i >= next_scan)) {
+            if (len >= kLongRun && dist > kScanBeyond && (dist != unscanned || i >= next_scan)) {
                 // A long match far back, in content that repeats: the repeat may be a short
-                // period, cheaper to code (a pattern's row repeating itself, found first in an
-                // earlier row). Scans that find none back off, for that distance.
+                // period, much cheaper to code (a pattern's row repeating itself, found first in
+                // an earlier row). Scans that find none back off, for that distance.
                 const unsigned d = nearest_repeat(p, i, len, history + i);
                 if (d) {
                     dist = d;
