@@ -4,11 +4,13 @@ the real tensorboard's loaders, so every test reads files back the way users' to
 from __future__ import annotations
 
 import glob
+import io
 import os
 import struct
 from typing import List
 
 import crc32c
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.compat.proto import event_pb2
@@ -49,6 +51,28 @@ def event_files(directory: str) -> List[str]:
 def read_events(directory: str) -> List[event_pb2.Event]:
     """Events of every file directly in `directory`, files in name order."""
     return [event_pb2.Event.FromString(p) for f in event_files(directory) for p in read_records(f)]
+
+
+def pil_decode(png: bytes) -> np.ndarray:
+    """A PNG's pixels as (height, width, channels), decoded by Pillow."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        im.load()
+        a = np.asarray(im)
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def image_values(directory: str) -> list:
+    """(step, tag, height, width, colorspace, decoded pixels) of every image in `directory`."""
+    out = []
+    for event in read_events(directory):
+        for value in event.summary.value:
+            if value.HasField("image"):
+                im = value.image
+                out.append((event.step, value.tag, im.height, im.width, im.colorspace,
+                            pil_decode(im.encoded_image_string)))
+    return out
 
 
 def accumulator(directory: str) -> event_accumulator.EventAccumulator:

@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from conftest import read_events
+from conftest import image_values, pil_decode, read_events
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -41,13 +41,6 @@ SPECIAL = [0.0, 0.2, 0.5, 0.6, 0.999, 1.0, -0.5, 2.0, np.nan, np.inf, -np.inf, 1
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def pil_decode(png: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(png)) as im:
-        im.load()
-        a = np.asarray(im)
-    return a[:, :, None] if a.ndim == 2 else a
 
 
 def chunks(png: bytes):
@@ -653,17 +646,6 @@ def test_figure_list_matches_stock(plt):
 
 
 # -- end to end, through the writers ------------------------------------------------------------
-
-
-def image_values(directory):
-    out = []
-    for event in read_events(directory):
-        for value in event.summary.value:
-            if value.HasField("image"):
-                im = value.image
-                out.append((event.step, value.tag, im.height, im.width, im.colorspace,
-                            pil_decode(im.encoded_image_string)))
-    return out
 
 
 def test_writer_images_match_stock(tmp_path, plt):
