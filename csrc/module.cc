@@ -165,14 +165,10 @@ void require_image(const py::array& pixels, bool planar, bool scaled) {
     if (c < 1 || c > 4) throw py::value_error("pixels: must have 1 to 4 channels");
 }
 
-// Fills an image item's payload (one byte per value) from uint8 pixels, or from float pixels
-// scaled the stock way. Large inputs are read without the GIL; the caller's reference keeps
-// the array alive.
-void copy_pixels(Item* item, const py::array& a) {
-    const PixelType type = pixel_type(a);
-    if (type == PixelType::u8) return copy_payload(item, a);
+// Scales a float32 or float64 array (`type`) into dst, one byte per value, the stock way.
+// Large inputs are read without the GIL; the caller's reference keeps the array alive.
+void scale_pixels(const py::array& a, PixelType type, uint8_t* dst) {
     const size_t n = size_t(a.size());
-    uint8_t* dst = reinterpret_cast<uint8_t*>(item->payload());
     auto scale = [&] {
         if (type == PixelType::f32) fasttb::scale_to_uint8(static_cast<const float*>(a.data()), n, dst);
         else fasttb::scale_to_uint8(static_cast<const double*>(a.data()), n, dst);
@@ -183,6 +179,14 @@ void copy_pixels(Item* item, const py::array& a) {
     } else {
         scale();
     }
+}
+
+// Fills an image item's payload (one byte per value) from uint8 pixels, or from float pixels
+// scaled the stock way.
+void copy_pixels(Item* item, const py::array& a) {
+    const PixelType type = pixel_type(a);
+    if (type == PixelType::u8) return copy_payload(item, a);
+    scale_pixels(a, type, reinterpret_cast<uint8_t*>(item->payload()));
 }
 
 void register_crc32c(py::module_& m) {
@@ -261,10 +265,7 @@ void register_encoders(py::module_& m) {
         if (type != PixelType::f32 && type != PixelType::f64)
             throw py::value_error("values: must be a float32 or float64 array");
         py::array_t<uint8_t> out(std::vector<py::ssize_t>(values.shape(), values.shape() + values.ndim()));
-        const size_t n = size_t(values.size());
-        uint8_t* dst = out.mutable_data();
-        if (type == PixelType::f32) fasttb::scale_to_uint8(static_cast<const float*>(values.data()), n, dst);
-        else fasttb::scale_to_uint8(static_cast<const double*>(values.data()), n, dst);
+        scale_pixels(values, type, out.mutable_data());
         return out;
     }, py::arg("values"), "The pixels add_image makes of float values (the stock uint8 rule).");
 }
