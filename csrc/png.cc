@@ -339,6 +339,19 @@ struct Sequence {
     uint16_t distance;
 };
 
+// Counts bytes [from, to) of p into four tables, to be summed by the caller: with one table,
+// runs of one byte value would wait on their own increments.
+void count_bytes(uint32_t (&count)[4][256], const uint8_t* p, size_t from, size_t to) {
+    size_t k = from;
+    for (; k + 4 <= to; k += 4) {
+        ++count[0][p[k]];
+        ++count[1][p[k + 1]];
+        ++count[2][p[k + 2]];
+        ++count[3][p[k + 3]];
+    }
+    for (; k < to; ++k) ++count[0][p[k]];
+}
+
 struct BlockCounts {
     uint32_t litlen[kLitLenSymbols];
     uint32_t dist[kDistSymbols];
@@ -354,16 +367,8 @@ struct Prices {
 
     // Before any block has been coded: a literal's price from its frequency in `data`.
     void from_histogram(const uint8_t* data, size_t n) {
-        // Four tables, so that runs of one value do not wait on their own increments.
         uint32_t count[4][256] = {};
-        size_t i = 0;
-        for (; i + 4 <= n; i += 4) {
-            ++count[0][data[i]];
-            ++count[1][data[i + 1]];
-            ++count[2][data[i + 2]];
-            ++count[3][data[i + 3]];
-        }
-        for (; i < n; ++i) ++count[0][data[i]];
+        count_bytes(count, data, 0, n);
         for (int b = 0; b < 256; ++b) {
             // log2(n / count), rounded up; unseen bytes get a long code's price.
             const uint64_t c = uint64_t(count[0][b]) + count[1][b] + count[2][b] + count[3][b];
@@ -470,19 +475,9 @@ class Matcher {
         const LengthTable& lt = length_table();
         unsigned near_symbol, near_extra;
         distance_code(bpp, &near_symbol, &near_extra);
-        // Literals are counted in four tables, merged at the end, so that runs of one byte value
-        // do not wait on their own increments.
+        // Literals are counted in four tables (see count_bytes), merged at the end.
         uint32_t lits[4][256] = {};
-        auto count_literals = [&](size_t from, size_t to) {
-            size_t k = from;
-            for (; k + 4 <= to; k += 4) {
-                ++lits[0][p[k]];
-                ++lits[1][p[k + 1]];
-                ++lits[2][p[k + 2]];
-                ++lits[3][p[k + 3]];
-            }
-            for (; k < to; ++k) ++lits[0][p[k]];
-        };
+        auto count_literals = [&](size_t from, size_t to) { count_bytes(lits, p, from, to); };
         size_t i = 0, run_start = 0, nseq = 0, next_probe = 0, next_near = 0;
         // Bits saved by a match at i instead of the literals it covers. Long matches always
         // win, the longer first (a byte taken as worth 8 bits); for the rest the first
