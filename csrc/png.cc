@@ -559,7 +559,7 @@ class Matcher {
                 // used often gets a short code.
                 for (int r = 0; r < kRecent && len < kNiceMatch; ++r) {
                     const unsigned d = recent_[r];
-                    if (d == 0 || d > reach || p[i] != p[i - d]) continue;
+                    if (d == 0 || d > reach || p[i + len] != p[i + len - d]) continue;
                     const unsigned rep = common_prefix(p + i, p + i - d, limit);
                     if (rep >= kMinMatch && rep > len) {
                         const int s = saving(rep, recent_symbol_[r]);
@@ -579,7 +579,7 @@ class Matcher {
                     // comparison rejects whatever does not actually match.
                     const uint32_t d = here - *slot;
                     *slot = here;
-                    if (d != 0 && d <= reach && d != bpp) {
+                    if (d != 0 && d <= reach && d != bpp && p[i + len] == p[i + len - d]) {
                         const unsigned far = common_prefix(p + i, p + i - d, limit);
                         if (far >= kMinFarMatch && far > len) {
                             unsigned ds, extra;
@@ -973,31 +973,39 @@ inline uint8_t paeth_predictor(unsigned a, unsigned b, unsigned c) {
 // residuals of either sign compress best (the heuristic of the PNG specification and libpng).
 inline unsigned magnitude(uint8_t v) { return v < 128 ? v : 256u - v; }
 
-// Residuals of the Sub, Up, Average and Paeth filters for bytes [x0, x1) of a row, and the
-// summed costs of all five filters (None first).
-void filter_span_scalar(const uint8_t* cur, const uint8_t* prev, size_t x0, size_t x1,
-                        unsigned bpp, uint8_t* const res[4], uint64_t cost[5]) {
+// The residuals of filter f (1 Sub, 2 Up, 3 Average, 4 Paeth) of byte x of a row.
+inline uint8_t residual(int f, const uint8_t* cur, const uint8_t* prev, size_t x, unsigned bpp) {
+    const unsigned a = x >= bpp ? cur[x - bpp] : 0u;
+    const unsigned c = x >= bpp ? prev[x - bpp] : 0u;
+    const unsigned b = prev[x], v = cur[x];
+    switch (f) {
+        case 1: return static_cast<uint8_t>(v - a);
+        case 2: return static_cast<uint8_t>(v - b);
+        case 3: return static_cast<uint8_t>(v - ((a + b) >> 1));
+        default: return static_cast<uint8_t>(v - paeth_predictor(a, b, c));
+    }
+}
+
+// The summed costs of all five filters (None first) over bytes [x0, x1) of a row, and Paeth's
+// residuals, stored to paeth[x]: Paeth is the filter most often chosen.
+void filter_costs_scalar(const uint8_t* cur, const uint8_t* prev, size_t x0, size_t x1,
+                         unsigned bpp, uint8_t* paeth, uint64_t cost[5]) {
     for (size_t x = x0; x < x1; ++x) {
-        const unsigned a = x >= bpp ? cur[x - bpp] : 0u;
-        const unsigned c = x >= bpp ? prev[x - bpp] : 0u;
-        const unsigned b = prev[x], v = cur[x];
-        const uint8_t r[4] = {static_cast<uint8_t>(v - a), static_cast<uint8_t>(v - b),
-                              static_cast<uint8_t>(v - ((a + b) >> 1)),
-                              static_cast<uint8_t>(v - paeth_predictor(a, b, c))};
-        cost[0] += magnitude(static_cast<uint8_t>(v));
-        for (int f = 0; f < 4; ++f) {
-            res[f][x] = r[f];
-            cost[f + 1] += magnitude(r[f]);
-        }
+        cost[0] += magnitude(cur[x]);
+        for (int f = 1; f < 4; ++f) cost[f] += magnitude(residual(f, cur, prev, x, bpp));
+        paeth[x] = residual(4, cur, prev, x, bpp);
+        cost[4] += magnitude(paeth[x]);
     }
 }
 
 #if defined(__SSE2__)
-// The same, 16 bytes at a time from x0 >= bpp; returns where it stopped (x1 unless the span is
-// under 16 bytes). SSE2 is part of x86-64, so this needs no run-time dispatch.
-size_t filter_span_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size_t x1,
-                        unsigned bpp, uint8_t* const res[4], uint64_t cost[5]) {
-    if (x1 - x0 < 16) return x0;
+// Sixteen bytes of the Sub, Up, Average and Paeth residuals, for bytes v at x >= bpp.
+struct Residuals {
+    __m128i sub, up, avg, paeth;
+};
+
+inline Residuals residuals_sse2(const uint8_t* cur, const uint8_t* prev, size_t x, unsigned bpp,
+                                __m128i v) {
     const __m128i ones = _mm_set1_epi8(1);
     // Paeth in bytes, 16 lanes at a time, from the two one-sided differences of b and c and of
     // a and c: pa = |b - c| and pb = |a - c| are exact, and pc = |(b - c) + (a - c)| is the
@@ -1007,37 +1015,32 @@ size_t filter_span_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size
     auto at_most = [](__m128i x, __m128i y) {  // x <= y, unsigned
         return _mm_cmpeq_epi8(_mm_min_epu8(x, y), x);
     };
-    // Stores the four filters' residuals of the 16 bytes v at x, and returns them.
-    struct Residuals {
-        __m128i sub, up, avg, paeth;
-    };
-    auto residuals = [&](size_t x, __m128i v) {
-        Residuals r;
-        const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + x - bpp));
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(prev + x));
-        const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(prev + x - bpp));
-        r.sub = _mm_sub_epi8(v, a);
-        r.up = _mm_sub_epi8(v, b);
-        // pavgb rounds up; the filter wants the floor.
-        r.avg = _mm_sub_epi8(
-            v, _mm_sub_epi8(_mm_avg_epu8(a, b), _mm_and_si128(_mm_xor_si128(a, b), ones)));
-        const __m128i b_over = _mm_subs_epu8(b, c), b_under = _mm_subs_epu8(c, b);
-        const __m128i a_over = _mm_subs_epu8(a, c), a_under = _mm_subs_epu8(c, a);
-        const __m128i pa = _mm_or_si128(b_over, b_under), pb = _mm_or_si128(a_over, a_under);
-        const __m128i over = _mm_adds_epu8(b_over, a_over);
-        const __m128i under = _mm_adds_epu8(b_under, a_under);
-        const __m128i pc = _mm_or_si128(_mm_subs_epu8(over, under), _mm_subs_epu8(under, over));
-        const __m128i use_a = at_most(pa, _mm_min_epu8(pb, pc));
-        const __m128i use_b = at_most(pb, pc);
-        const __m128i b_or_c = _mm_or_si128(_mm_and_si128(use_b, b), _mm_andnot_si128(use_b, c));
-        r.paeth = _mm_sub_epi8(
-            v, _mm_or_si128(_mm_and_si128(use_a, a), _mm_andnot_si128(use_a, b_or_c)));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(res[0] + x), r.sub);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(res[1] + x), r.up);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(res[2] + x), r.avg);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(res[3] + x), r.paeth);
-        return r;
-    };
+    Residuals r;
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + x - bpp));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(prev + x));
+    const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(prev + x - bpp));
+    r.sub = _mm_sub_epi8(v, a);
+    r.up = _mm_sub_epi8(v, b);
+    // pavgb rounds up; the filter wants the floor.
+    r.avg = _mm_sub_epi8(v, _mm_sub_epi8(_mm_avg_epu8(a, b), _mm_and_si128(_mm_xor_si128(a, b), ones)));
+    const __m128i b_over = _mm_subs_epu8(b, c), b_under = _mm_subs_epu8(c, b);
+    const __m128i a_over = _mm_subs_epu8(a, c), a_under = _mm_subs_epu8(c, a);
+    const __m128i pa = _mm_or_si128(b_over, b_under), pb = _mm_or_si128(a_over, a_under);
+    const __m128i over = _mm_adds_epu8(b_over, a_over);
+    const __m128i under = _mm_adds_epu8(b_under, a_under);
+    const __m128i pc = _mm_or_si128(_mm_subs_epu8(over, under), _mm_subs_epu8(under, over));
+    const __m128i use_a = at_most(pa, _mm_min_epu8(pb, pc));
+    const __m128i use_b = at_most(pb, pc);
+    const __m128i b_or_c = _mm_or_si128(_mm_and_si128(use_b, b), _mm_andnot_si128(use_b, c));
+    r.paeth = _mm_sub_epi8(v, _mm_or_si128(_mm_and_si128(use_a, a), _mm_andnot_si128(use_a, b_or_c)));
+    return r;
+}
+
+// filter_costs_scalar() 16 bytes at a time from x0 >= bpp; returns where it stopped (x1 unless
+// the span is under 16 bytes). SSE2 is part of x86-64, so this needs no run-time dispatch.
+size_t filter_costs_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size_t x1,
+                         unsigned bpp, uint8_t* paeth, uint64_t cost[5]) {
+    if (x1 - x0 < 16) return x0;
     // |r| of a signed byte is |(r ^ 0x80) - 0x80| of the unsigned one, which psadbw sums.
     const __m128i bias = _mm_set1_epi8(-128);
     auto magnitudes = [&](__m128i r) { return _mm_sad_epu8(_mm_xor_si128(r, bias), bias); };
@@ -1045,7 +1048,8 @@ size_t filter_span_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size
     size_t x = x0;
     for (; x + 16 <= x1; x += 16) {
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + x));
-        const Residuals r = residuals(x, v);
+        const Residuals r = residuals_sse2(cur, prev, x, bpp, v);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(paeth + x), r.paeth);
         acc0 = _mm_add_epi64(acc0, magnitudes(v));
         acc1 = _mm_add_epi64(acc1, magnitudes(r.sub));
         acc2 = _mm_add_epi64(acc2, magnitudes(r.up));
@@ -1053,13 +1057,14 @@ size_t filter_span_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size
         acc4 = _mm_add_epi64(acc4, magnitudes(r.paeth));
     }
     if (x < x1) {
-        // The last bytes in one more step ending at x1: the lanes done already are written
+        // The last bytes in one more step ending at x1: the lanes done already are stored
         // again with the same values, and zeroed so that they are not counted again.
         const size_t t = x1 - 16;
         const __m128i lane = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         const __m128i counted = _mm_cmpgt_epi8(lane, _mm_set1_epi8(static_cast<char>(x - t - 1)));
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + t));
-        const Residuals r = residuals(t, v);
+        const Residuals r = residuals_sse2(cur, prev, t, bpp, v);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(paeth + t), r.paeth);
         acc0 = _mm_add_epi64(acc0, magnitudes(_mm_and_si128(v, counted)));
         acc1 = _mm_add_epi64(acc1, magnitudes(_mm_and_si128(r.sub, counted)));
         acc2 = _mm_add_epi64(acc2, magnitudes(_mm_and_si128(r.up, counted)));
@@ -1077,11 +1082,36 @@ size_t filter_span_sse2(const uint8_t* cur, const uint8_t* prev, size_t x0, size
 }
 #endif
 
+// Writes filter f's residuals of row `cur` (1 Sub, 2 Up, 3 Average) to out[0, n).
+void apply_filter(int f, const uint8_t* cur, const uint8_t* prev, size_t n, unsigned bpp,
+                  uint8_t* out) {
+    size_t x = 0;
+    for (; x < n && x < bpp; ++x) out[x] = residual(f, cur, prev, x, bpp);
+#if defined(__SSE2__)
+    for (; x + 16 <= n; x += 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + x));
+        const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cur + x - bpp));
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(prev + x));
+        __m128i r;
+        if (f == 1) {
+            r = _mm_sub_epi8(v, a);
+        } else if (f == 2) {
+            r = _mm_sub_epi8(v, b);
+        } else {
+            const __m128i floor_avg = _mm_sub_epi8(
+                _mm_avg_epu8(a, b), _mm_and_si128(_mm_xor_si128(a, b), _mm_set1_epi8(1)));
+            r = _mm_sub_epi8(v, floor_avg);
+        }
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + x), r);
+    }
+#endif
+    for (; x < n; ++x) out[x] = residual(f, cur, prev, x, bpp);
+}
+
 // Writes the best-filtered version of `cur` (prev is the row above, zeros for the first row) to
-// dst[0] (the filter type) and dst[1, n]. `scratch` holds 3 rows of n bytes. Returns true when
-// the row repeats the one above, and so is the Up filter and n zeros.
-bool filter_row(const uint8_t* cur, const uint8_t* prev, size_t n, unsigned bpp,
-                uint8_t* scratch, uint8_t* dst) {
+// dst[0] (the filter type) and dst[1, n]. Returns true when the row repeats the one above, and
+// so is the Up filter and n zeros.
+bool filter_row(const uint8_t* cur, const uint8_t* prev, size_t n, unsigned bpp, uint8_t* dst) {
     // No filter beats Up's all-zero residuals, and repeated rows are common in plots and flat
     // areas: one comparison settles them instead of five filters.
     if (std::memcmp(cur, prev, n) == 0) {
@@ -1089,20 +1119,22 @@ bool filter_row(const uint8_t* cur, const uint8_t* prev, size_t n, unsigned bpp,
         std::memset(dst + 1, 0, n);
         return true;
     }
-    // Paeth, the filter most often best, goes straight to its place.
-    uint8_t* const res[4] = {scratch, scratch + n, scratch + 2 * n, dst + 1};
+    // Paeth's residuals go straight to their place; another filter, when it wins, is applied
+    // afterwards, which costs less than storing every filter's residuals for every row.
+    uint8_t* const paeth = dst + 1;
     uint64_t cost[5] = {};
     size_t x = std::min<size_t>(bpp, n);
-    filter_span_scalar(cur, prev, 0, x, bpp, res, cost);
+    filter_costs_scalar(cur, prev, 0, x, bpp, paeth, cost);
 #if defined(__SSE2__)
-    x = filter_span_sse2(cur, prev, x, n, bpp, res, cost);
+    x = filter_costs_sse2(cur, prev, x, n, bpp, paeth, cost);
 #endif
-    filter_span_scalar(cur, prev, x, n, bpp, res, cost);
+    filter_costs_scalar(cur, prev, x, n, bpp, paeth, cost);
     int best = 0;
     for (int f = 1; f < 5; ++f)
         if (cost[f] < cost[best]) best = f;
     dst[0] = static_cast<uint8_t>(best);
-    if (best != 4) std::memcpy(dst + 1, best == 0 ? cur : res[best - 1], n);
+    if (best == 0) std::memcpy(dst + 1, cur, n);
+    if (best >= 1 && best <= 3) apply_filter(best, cur, prev, n, bpp, dst + 1);
     return false;
 }
 
@@ -1216,14 +1248,12 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
     std::unique_ptr<uint8_t[]> window(new (std::nothrow) uint8_t[kWindow + block_bytes + 16]);
     std::unique_ptr<Sequence[]> seqs(
         new (std::nothrow) Sequence[std::min<uint64_t>(block_bytes, kMaxSlice) / kMinMatch + 1]);
-    std::unique_ptr<uint8_t[]> rows(new (std::nothrow) uint8_t[4 * n]);
+    std::unique_ptr<uint8_t[]> zeros(new (std::nothrow) uint8_t[n]());  // the row above the first
     std::unique_ptr<uint32_t[]> table(new (std::nothrow) uint32_t[size_t(1) << hash_bits]());
     PendingBlock pending;
-    if (!window || !seqs || !rows || !table ||
+    if (!window || !seqs || !zeros || !table ||
         !pending.allocate(static_cast<size_t>(std::min<uint64_t>(block_bytes, kMaxSlice))))
         return false;
-    uint8_t* const zeros = rows.get() + 3 * n;  // the row above the first
-    std::memset(zeros, 0, n);
 
     // The PNG is built in a buffer of its largest size and then copied out: resizing `out` to
     // that size would write all of it, ten or a hundred times the PNG itself for most images.
@@ -1258,9 +1288,9 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
         size_t summed = 0;  // bytes of `data` already in the Adler-32
         for (uint64_t y = y0; y < y1; ++y) {
             const uint8_t* cur = pixels + y * row_bytes;
-            const uint8_t* prev = y ? cur - row_bytes : zeros;
+            const uint8_t* prev = y ? cur - row_bytes : zeros.get();
             const size_t at = static_cast<size_t>((y - y0) * stride);
-            if (filter_row(cur, prev, n, bpp, rows.get(), data + at)) {
+            if (filter_row(cur, prev, n, bpp, data + at)) {
                 adler = update_adler(adler, data + summed, at - summed);
                 adler = update_adler_zero_row(adler, data[at], n);
                 summed = at + static_cast<size_t>(stride);
