@@ -872,16 +872,45 @@ void write_dynamic_block(const BlockPlan& plan, const uint8_t* data, const Seque
     *out = bits;
 }
 
+// An array kept from one image to the next by the thread that encodes them: allocated anew for
+// each image, the encoder's buffers had the kernel map and clear their pages every time, about a
+// tenth of the time of a 256x256 image. Arrays over kKeptBytes are let go after each image.
+constexpr size_t kKeptBytes = size_t(8) << 20;
+
+template <typename T>
+class Reused {
+   public:
+    // At least `count` elements, contents unspecified; null when memory runs out.
+    T* get(size_t count) {
+        if (count > capacity_) {
+            data_.reset();
+            data_.reset(new (std::nothrow) T[count]);
+            capacity_ = data_ ? count : 0;
+        }
+        return data_.get();
+    }
+    void trim() {
+        if (capacity_ > kKeptBytes / sizeof(T)) {
+            data_.reset();
+            capacity_ = 0;
+        }
+    }
+
+   private:
+    std::unique_ptr<T[]> data_;
+    size_t capacity_ = 0;
+};
+
 // Slices that compress well, gathered to be written as one block: a block's header costs about
 // as much as a slice of a flat or synthetic image compresses to.
 class PendingBlock {
    public:
     // Room for at least every sequence and literal of one slice of `slice_bytes` bytes.
-    bool allocate(size_t slice_bytes) {
+    bool allocate(size_t slice_bytes, Reused<Sequence>* seqs, Reused<uint8_t>* lits) {
         seq_capacity_ = slice_bytes / kMinMatch + 1;
         lit_capacity_ = slice_bytes;
-        seqs_.reset(new (std::nothrow) Sequence[seq_capacity_]);
-        lits_.reset(new (std::nothrow) uint8_t[lit_capacity_]);
+        seqs_ = seqs->get(seq_capacity_);
+        lits_ = lits->get(lit_capacity_);
         return seqs_ && lits_;
     }
 
@@ -907,11 +936,11 @@ class PendingBlock {
     void append(const uint8_t* data, const Sequence* seqs, size_t nseq, const BlockCounts& bc) {
         const bool empty_before = empty();
         for (size_t q = 0; q < nseq; ++q) {
-            std::memcpy(lits_.get() + nlit_, data, seqs[q].literals);
+            std::memcpy(lits_ + nlit_, data, seqs[q].literals);
             nlit_ += seqs[q].literals;
             data += seqs[q].literals + seqs[q].length;
         }
-        std::memcpy(seqs_.get() + nseq_, seqs, nseq * sizeof(Sequence));
+        std::memcpy(seqs_ + nseq_, seqs, nseq * sizeof(Sequence));
         nseq_ += nseq;
         for (int s = 0; s < kLitLenSymbols; ++s) counts_.litlen[s] += bc.litlen[s];
         for (int s = 0; s < kDistSymbols; ++s) counts_.dist[s] += bc.dist[s];
@@ -922,18 +951,29 @@ class PendingBlock {
         if (empty()) return;
         BlockPlan plan;
         plan_block(counts_, &plan);
-        write_dynamic_block<true>(plan, lits_.get(), seqs_.get(), nseq_, final, w);
+        write_dynamic_block<true>(plan, lits_, seqs_, nseq_, final, w);
         nseq_ = nlit_ = 0;
         counts_ = {};
     }
 
    private:
-    std::unique_ptr<Sequence[]> seqs_;
-    std::unique_ptr<uint8_t[]> lits_;
+    Sequence* seqs_ = nullptr;
+    uint8_t* lits_ = nullptr;
     size_t seq_capacity_ = 0, lit_capacity_ = 0, nseq_ = 0, nlit_ = 0;
     BlockCounts counts_ = {};
     float entropy_ = 0.0f;         // of counts_
     float merged_entropy_ = 0.0f;  // of counts_ and the slice worth_appending() saw
+};
+
+// What encode_png() allocates, kept per thread (see Reused).
+struct Workspace {
+    Reused<uint8_t> window, zeros, png, pending_literals;
+    Reused<Sequence> seqs, pending_seqs;
+    Reused<uint32_t> table;
+    void trim() {
+        window.trim(), zeros.trim(), png.trim(), pending_literals.trim();
+        seqs.trim(), pending_seqs.trim(), table.trim();
+    }
 };
 
 uint64_t stored_bits(size_t n) {
@@ -1245,21 +1285,25 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
     // Small images get a small hash table: clearing it is a fixed cost per image.
     unsigned hash_bits = 10;
     while (hash_bits < 15 && (uint64_t(1) << (hash_bits + 3)) < raw) ++hash_bits;
-    std::unique_ptr<uint8_t[]> window(new (std::nothrow) uint8_t[kWindow + block_bytes + 16]);
-    std::unique_ptr<Sequence[]> seqs(
-        new (std::nothrow) Sequence[std::min<uint64_t>(block_bytes, kMaxSlice) / kMinMatch + 1]);
-    std::unique_ptr<uint8_t[]> zeros(new (std::nothrow) uint8_t[n]());  // the row above the first
-    std::unique_ptr<uint32_t[]> table(new (std::nothrow) uint32_t[size_t(1) << hash_bits]());
+    static thread_local Workspace space;
+    const struct Trim {
+        Workspace& space;
+        ~Trim() { space.trim(); }
+    } trim{space};
+    const size_t slice_bytes = static_cast<size_t>(std::min<uint64_t>(block_bytes, kMaxSlice));
+    uint8_t* const window = space.window.get(kWindow + static_cast<size_t>(block_bytes) + 16);
+    Sequence* const seqs = space.seqs.get(slice_bytes / kMinMatch + 1);
+    uint8_t* const zeros = space.zeros.get(n);  // the row above the first
+    uint32_t* const table = space.table.get(size_t(1) << hash_bits);
     PendingBlock pending;
-    if (!window || !seqs || !zeros || !table ||
-        !pending.allocate(static_cast<size_t>(std::min<uint64_t>(block_bytes, kMaxSlice))))
-        return false;
-
     // The PNG is built in a buffer of its largest size and then copied out: resizing `out` to
     // that size would write all of it, ten or a hundred times the PNG itself for most images.
-    std::unique_ptr<uint8_t[]> buffer(new (std::nothrow) uint8_t[static_cast<size_t>(bound)]);
-    if (!buffer) return false;
-    uint8_t* const base = buffer.get();
+    uint8_t* const base = space.png.get(static_cast<size_t>(bound));
+    if (!window || !seqs || !zeros || !table || !base ||
+        !pending.allocate(slice_bytes, &space.pending_seqs, &space.pending_literals))
+        return false;
+    std::memset(zeros, 0, n);
+    std::memset(table, 0, sizeof(uint32_t) << hash_bits);
     static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     std::memcpy(base, kSignature, 8);
     put_chunk_header(base + 8, 13, "IHDR");
@@ -1276,19 +1320,19 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
     zstart[0] = 0x78;  // deflate with a 32 KiB window
     zstart[1] = 0x01;  // no dictionary, "fastest"; 0x7801 is a multiple of 31 as required
     BitWriter w(zstart + 2);
-    Matcher matcher(hash_bits, table.get());
+    Matcher matcher(hash_bits, table);
     Prices prices;
     uint32_t adler = 1;
     size_t history = 0;  // bytes of earlier blocks kept at the front of `window`
     uint64_t offset = 0;  // of the current slice in the stream
     for (uint64_t y0 = 0; y0 < height; y0 += rows_per_block) {
         const uint64_t y1 = std::min<uint64_t>(height, y0 + rows_per_block);
-        uint8_t* const data = window.get() + history;
+        uint8_t* const data = window + history;
         const size_t len = static_cast<size_t>((y1 - y0) * stride);
         size_t summed = 0;  // bytes of `data` already in the Adler-32
         for (uint64_t y = y0; y < y1; ++y) {
             const uint8_t* cur = pixels + y * row_bytes;
-            const uint8_t* prev = y ? cur - row_bytes : zeros.get();
+            const uint8_t* prev = y ? cur - row_bytes : zeros;
             const size_t at = static_cast<size_t>((y - y0) * stride);
             if (filter_row(cur, prev, n, bpp, data + at)) {
                 adler = update_adler(adler, data + summed, at - summed);
@@ -1310,7 +1354,7 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
             if (offset == 0) prices.from_histogram(slice, std::min(part, kPriceSample));
             BlockCounts counts = {};
             const size_t nseq = matcher.tokenize(slice, part, std::min(kWindow, history + at),
-                                                 offset, bpp, prices, seqs.get(), &counts);
+                                                 offset, bpp, prices, seqs, &counts);
             BlockPlan plan;
             plan_block(counts, &plan);
             prices.from_codes(plan.litlen_lens, plan.dist_lens);
@@ -1325,19 +1369,19 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
                 if (!pending.empty() && (!pending.fits(nseq, nlit) ||
                                          !pending.worth_appending(counts, plan.header_bits)))
                     pending.write(false, &w);
-                pending.append(slice, seqs.get(), nseq, counts);
+                pending.append(slice, seqs, nseq, counts);
                 if (final) pending.write(true, &w);
             } else {
                 pending.write(false, &w);
                 if (plan.bits < stored_bits(part))
-                    write_dynamic_block<false>(plan, slice, seqs.get(), nseq, final, &w);
+                    write_dynamic_block<false>(plan, slice, seqs, nseq, final, &w);
                 else
                     write_stored(slice, part, final, &w);
             }
         }
 
         const size_t keep = std::min(kWindow, history + len);
-        std::memmove(window.get(), data + len - keep, keep);
+        std::memmove(window, data + len - keep, keep);
         history = keep;
     }
     w.align();

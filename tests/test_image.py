@@ -267,6 +267,24 @@ def test_encode_png_gathered_block_fills_up():
     encode_and_check(pixels)
 
 
+def test_encode_png_buffers_reused_across_images_and_threads():
+    # The encoder keeps its buffers per thread from one image to the next: nothing of an earlier
+    # image (larger, smaller, other channels, other content) may reach a later one's PNG, and
+    # threads encoding at once must not share them.
+    shapes = [(300, 301, 4), (5, 7, 1), (256, 256, 3), (1, 1, 2), (40, 1290, 1), (64, 64, 3)]
+    images = [content(kind, shape, np.random.default_rng(k))
+              for k, (kind, shape) in enumerate(zip(["smooth", "noise", "tiles", "few", "rows", "flat"], shapes))]
+    expected = [_core.encode_png(a) for a in images]
+    for a, png in zip(images + images[::-1], expected + expected[::-1]):
+        assert _core.encode_png(a) == png
+        np.testing.assert_array_equal(pil_decode(png), a)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            assert list(pool.map(_core.encode_png, images * 4)) == expected * 4
+
+
 def test_encode_png_long_runs_across_rows():
     # One value throughout, and rows that repeat exactly: matches of 258 bytes that run over
     # row ends, slice ends and the end of the image, at the previous pixel and the previous row.
