@@ -46,3 +46,15 @@ def test_bench_help():
     result = subprocess.run([sys.executable, "-m", "fasttb", "bench", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--quick" in result.stdout and "--json" in result.stdout
     assert os.path.exists(os.path.join(os.path.dirname(__file__), "..", "benchmarks", "compare.py"))
+
+
+def test_bench_png_section_compares_with_pillow(capsys):
+    from fasttb import bench
+
+    assert bench.main(quick=True, sections=["png"]) == 0
+    out = capsys.readouterr().out
+    assert "PNG encoding (median)" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("  256x256 ")]
+    assert len(rows) == len(bench.png_images(8))
+    for row in rows:  # "256x256 <class...> <fasttb MB/s> <Pillow MB/s> <speed>x <size>x"
+        assert float(row[-4]) > 0 and float(row[-3]) > 0 and row[-2].endswith("x") and row[-1].endswith("x")
