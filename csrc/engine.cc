@@ -345,23 +345,6 @@ void Engine::write_dirty(double now, bool only_due) {
     dirty_.resize(kept);
 }
 
-// CHW planes to HWC pixels; a single plane becomes three (grey is stored as RGB).
-void interleave_planes(const uint8_t* planes, uint32_t count, uint32_t height, uint32_t width,
-                       std::string* out) {
-    const size_t plane = size_t(height) * width;
-    const uint32_t channels = count == 1 ? 3 : count;
-    out->resize(plane * channels);
-    uint8_t* dst = reinterpret_cast<uint8_t*>(&(*out)[0]);
-    if (count == 1) {
-        for (size_t i = 0; i < plane; ++i) dst[3 * i] = dst[3 * i + 1] = dst[3 * i + 2] = planes[i];
-        return;
-    }
-    for (uint32_t c = 0; c < count; ++c) {
-        const uint8_t* src = planes + c * plane;
-        for (size_t i = 0; i < plane; ++i) dst[i * count + c] = src[i];
-    }
-}
-
 void Engine::process(Item* item) {
     EventFile* f = item->file;
     if (item->kind == ItemKind::flush || item->kind == ItemKind::close) {
@@ -429,15 +412,13 @@ void Engine::process(Item* item) {
         }
         case ItemKind::image: {
             const uint8_t* pixels = reinterpret_cast<const uint8_t*>(item->payload());
-            if (item->planes) {
-                interleave_planes(pixels, item->planes, item->height, item->width, &planar_scratch_);
-                pixels = reinterpret_cast<const uint8_t*>(planar_scratch_.data());
-            }
-            encode_png(pixels, item->height, item->width, item->channels, &png_scratch_);
+            if (item->planes)
+                encode_png_planes(pixels, item->planes, item->height, item->width, &png_scratch_);
+            else
+                encode_png(pixels, item->height, item->width, item->channels, &png_scratch_);
             encode_image_event(out, item->wall_time, item->step, item->tag(), item->shown_height,
                                item->shown_width, item->channels, png_scratch_);
             if (png_scratch_.capacity() > (8u << 20)) std::string().swap(png_scratch_);
-            if (planar_scratch_.capacity() > (8u << 20)) std::string().swap(planar_scratch_);
             break;
         }
         case ItemKind::flush:

@@ -160,7 +160,6 @@ private:
     std::chrono::microseconds nap_;      // worker only: how long it waits before looking again
     std::chrono::microseconds max_nap_;  // FASTTB_MAX_NAP_US, 20 ms by default
     std::vector<EventFile*> dirty_;  // worker only: files whose buffer holds records
-    std::string planar_scratch_;     // worker only: CHW images turned HWC
     std::string png_scratch_;        // worker only: the PNG being encoded
     Chain worker_chain_;             // worker only: blocks freed since the last batch
     std::mutex pool_mutex_;

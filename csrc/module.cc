@@ -246,19 +246,23 @@ void register_encoders(py::module_& m) {
     }, py::arg("values"), py::arg("max_bins") = 0,
        "(min, max, num, sum, sum_squares, bucket_limit, bucket) for the default edges.");
     m.def("default_edges", [] { return fasttb::default_edges(); });
-    m.def("encode_png", [](const py::array& pixels) {
-        require_image(pixels, false, false);
+    m.def("encode_png", [](const py::array& pixels, bool planar) {
+        require_image(pixels, planar, false);
+        const auto* data = static_cast<const uint8_t*>(pixels.data());
         std::string out;
         bool ok;
         {
             py::gil_scoped_release release;
-            ok = fasttb::encode_png(static_cast<const uint8_t*>(pixels.data()),
-                                    uint32_t(pixels.shape(0)), uint32_t(pixels.shape(1)),
-                                    uint32_t(pixels.shape(2)), &out);
+            ok = planar ? fasttb::encode_png_planes(data, uint32_t(pixels.shape(0)), uint32_t(pixels.shape(1)),
+                                                    uint32_t(pixels.shape(2)), &out)
+                        : fasttb::encode_png(data, uint32_t(pixels.shape(0)), uint32_t(pixels.shape(1)),
+                                             uint32_t(pixels.shape(2)), &out);
         }
         if (!ok) throw py::value_error("pixels: image too large for PNG");
         return py::bytes(out);
-    }, py::arg("pixels"), "PNG bytes of an (height, width, channels) uint8 image.");
+    }, py::arg("pixels"), py::arg("planar") = false,
+       "PNG bytes of an (height, width, channels) uint8 image, or with planar=True of a "
+       "(channels, height, width) one, interleaved as it is encoded (one channel is stored as RGB).");
     m.def("scale_to_uint8", [](const py::array& values) {
         require_contiguous(values, "values");
         const PixelType type = pixel_type(values);

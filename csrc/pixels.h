@@ -1,6 +1,7 @@
-// The stock writer's float-to-pixel rule, done in one pass on the caller's thread: a float
-// image becomes uint8 while it is read, so the caller copies a quarter (float32) or an eighth
-// (float64) of the bytes it was given and the queue holds only pixels.
+// Pixel conversions. The stock writer's float-to-pixel rule, done in one pass on the caller's
+// thread: a float image becomes uint8 while it is read, so the caller copies a quarter (float32)
+// or an eighth (float64) of the bytes it was given and the queue holds only pixels. And CHW
+// planes made HWC rows, on the worker.
 #pragma once
 
 #include <cstddef>
@@ -13,5 +14,12 @@ namespace fasttb {
 // src needs no alignment.
 void scale_to_uint8(const float* src, size_t n, uint8_t* dst);
 void scale_to_uint8(const double* src, size_t n, uint8_t* dst);
+
+// Row y of a CHW image as HWC bytes: dst[x * c + k] = planes[k * plane_bytes + y * width + x]
+// for `count` planes of plane_bytes each, c = count, except that one plane is spread over three
+// channels (a greyscale CHW image is stored as RGB). The PNG encoder calls it for one row at a
+// time, so the interleaved image is never stored whole.
+void interleave_row(const uint8_t* planes, size_t plane_bytes, uint32_t count, uint64_t y,
+                    uint32_t width, uint8_t* dst);
 
 }  // namespace fasttb

@@ -18,6 +18,8 @@
 // zlib supplies the chunks' CRC-32; the zlib stream's Adler-32 is computed here (SSE2 on x86-64).
 #include "png.h"
 
+#include "pixels.h"
+
 #include <zlib.h>
 
 #include <algorithm>
@@ -967,11 +969,11 @@ class PendingBlock {
 
 // What encode_png() allocates, kept per thread (see Reused).
 struct Workspace {
-    Reused<uint8_t> window, zeros, png, pending_literals;
+    Reused<uint8_t> window, zeros, interleaved, png, pending_literals;
     Reused<Sequence> seqs, pending_seqs;
     Reused<uint32_t> table;
     void trim() {
-        window.trim(), zeros.trim(), png.trim(), pending_literals.trim();
+        window.trim(), zeros.trim(), interleaved.trim(), png.trim(), pending_literals.trim();
         seqs.trim(), pending_seqs.trim(), table.trim();
     }
 };
@@ -1251,10 +1253,9 @@ uint32_t update_adler_zero_row(uint32_t adler, uint8_t filter, uint64_t n) {
     return static_cast<uint32_t>((s2 << 16) | s1);
 }
 
-}  // namespace
-
-bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t channels,
-                std::string* out) {
+// encode_png() of HWC pixels (planes == 0) or of that many CHW planes (encode_png_planes()).
+bool encode(const uint8_t* pixels, uint32_t planes, uint32_t height, uint32_t width,
+            uint32_t channels, std::string* out) {
     static const uint8_t kColorType[5] = {0, 0, 4, 2, 6};
     if (!pixels || !out || height == 0 || width == 0 || height > kMaxDimension ||
         width > kMaxDimension || channels < 1 || channels > 4)
@@ -1294,12 +1295,14 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
     uint8_t* const window = space.window.get(kWindow + static_cast<size_t>(block_bytes) + 16);
     Sequence* const seqs = space.seqs.get(slice_bytes / kMinMatch + 1);
     uint8_t* const zeros = space.zeros.get(n);  // the row above the first
+    // CHW planes are interleaved a row at a time, into two buffers: the row and the one above.
+    uint8_t* const interleaved = planes ? space.interleaved.get(2 * n) : zeros;
     uint32_t* const table = space.table.get(size_t(1) << hash_bits);
     PendingBlock pending;
     // The PNG is built in a buffer of its largest size and then copied out: resizing `out` to
     // that size would write all of it, ten or a hundred times the PNG itself for most images.
     uint8_t* const base = space.png.get(static_cast<size_t>(bound));
-    if (!window || !seqs || !zeros || !table || !base ||
+    if (!window || !seqs || !zeros || !interleaved || !table || !base ||
         !pending.allocate(slice_bytes, &space.pending_seqs, &space.pending_literals))
         return false;
     std::memset(zeros, 0, n);
@@ -1325,20 +1328,28 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
     uint32_t adler = 1;
     size_t history = 0;  // bytes of earlier blocks kept at the front of `window`
     uint64_t offset = 0;  // of the current slice in the stream
+    const uint8_t* prev = zeros;  // the row above the next
     for (uint64_t y0 = 0; y0 < height; y0 += rows_per_block) {
         const uint64_t y1 = std::min<uint64_t>(height, y0 + rows_per_block);
         uint8_t* const data = window + history;
         const size_t len = static_cast<size_t>((y1 - y0) * stride);
         size_t summed = 0;  // bytes of `data` already in the Adler-32
         for (uint64_t y = y0; y < y1; ++y) {
-            const uint8_t* cur = pixels + y * row_bytes;
-            const uint8_t* prev = y ? cur - row_bytes : zeros;
+            const uint8_t* cur;
+            if (planes) {
+                uint8_t* const row = interleaved + (y & 1) * n;
+                interleave_row(pixels, size_t(height) * width, planes, y, width, row);
+                cur = row;
+            } else {
+                cur = pixels + y * row_bytes;
+            }
             const size_t at = static_cast<size_t>((y - y0) * stride);
             if (filter_row(cur, prev, n, bpp, data + at)) {
                 adler = update_adler(adler, data + summed, at - summed);
                 adler = update_adler_zero_row(adler, data[at], n);
                 summed = at + static_cast<size_t>(stride);
             }
+            prev = cur;
         }
         adler = update_adler(adler, data + summed, len - summed);
         std::memset(data + len, 0, 16);  // the matcher reads whole words
@@ -1425,6 +1436,19 @@ bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t
         return false;
     }
     return true;
+}
+
+}  // namespace
+
+bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t channels,
+                std::string* out) {
+    return encode(pixels, 0, height, width, channels, out);
+}
+
+bool encode_png_planes(const uint8_t* planes, uint32_t count, uint32_t height, uint32_t width,
+                       std::string* out) {
+    if (count < 1 || count > 4) return false;
+    return encode(planes, count, height, width, count == 1 ? 3 : count, out);
 }
 
 }  // namespace fasttb

@@ -13,4 +13,10 @@ namespace fasttb {
 bool encode_png(const uint8_t* pixels, uint32_t height, uint32_t width, uint32_t channels,
                 std::string* out);
 
+// The same for `count` planes of height x width bytes one after another (CHW), interleaved a row
+// at a time as they are encoded; one plane is stored as RGB (as the stock writer stores a
+// greyscale CHW image).
+bool encode_png_planes(const uint8_t* planes, uint32_t count, uint32_t height, uint32_t width,
+                       std::string* out);
+
 }  // namespace fasttb

@@ -267,6 +267,24 @@ def test_encode_png_gathered_block_fills_up():
     encode_and_check(pixels)
 
 
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+def test_encode_png_planes_equal_interleaved(count):
+    # CHW planes are interleaved a row at a time inside the encoder (16 pixels a step, the rest
+    # one by one): the PNG must be the very one of the HWC image, one plane spread over RGB.
+    rng = np.random.default_rng(count)
+    for width in list(range(1, 40)) + [255, 1000]:
+        for kind in ["noise", "smooth"]:
+            planes = np.ascontiguousarray(content(kind, (3, width, count), rng).transpose(2, 0, 1))
+            hwc = np.ascontiguousarray(np.repeat(planes, 3, 0) if count == 1 else planes).transpose(1, 2, 0)
+            png = _core.encode_png(planes, planar=True)
+            assert png == _core.encode_png(np.ascontiguousarray(hwc)), (kind, width)
+            np.testing.assert_array_equal(pil_decode(png), hwc)
+    with pytest.raises(ValueError, match="channels, height, width"):
+        _core.encode_png(np.zeros((2, 3), np.uint8), planar=True)
+    with pytest.raises(ValueError, match="1 to 4 channels"):
+        _core.encode_png(np.zeros((5, 3, 3), np.uint8), planar=True)
+
+
 def test_encode_png_buffers_reused_across_images_and_threads():
     # The encoder keeps its buffers per thread from one image to the next: nothing of an earlier
     # image (larger, smaller, other channels, other content) may reach a later one's PNG, and
