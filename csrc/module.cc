@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include "crc32.h"
 #include "crc32c.h"
 #include "event.h"
 #include "fastcall.h"
@@ -213,6 +214,16 @@ void register_crc32c(py::module_& m) {
         return fasttb::crc32c_extend_hardware(crc, s.data(), s.size());
     }, py::arg("data"), py::arg("crc") = 0);
     m.def("crc32c_hardware_available", &fasttb::crc32c_hardware_available);
+    m.def("crc32", [bytes_of](const py::buffer& data, uint32_t crc) {
+        const auto s = bytes_of(data);
+        return fasttb::crc32_extend(crc, reinterpret_cast<const uint8_t*>(s.data()), s.size());
+    }, py::arg("data"), py::arg("crc") = 0, "CRC-32 of `data` as PNG chunks carry it (zlib.crc32).");
+    m.def("crc32_pclmul", [bytes_of](const py::buffer& data, uint32_t crc) {
+        if (!fasttb::pclmul_available()) throw std::runtime_error("this CPU has no PCLMULQDQ");
+        const auto s = bytes_of(data);
+        return fasttb::crc32_extend_pclmul(crc, reinterpret_cast<const uint8_t*>(s.data()), s.size());
+    }, py::arg("data"), py::arg("crc") = 0);
+    m.def("crc32_pclmul_available", &fasttb::pclmul_available);
     m.def("crc32c_implementation", &fasttb::crc32c_implementation);
     m.def("frame_record", [](const py::bytes& payload) {
         std::string out;

@@ -15,12 +15,13 @@
 //   that is smaller, so incompressible data costs little more than a copy; slices that compress
 //   well are gathered into one block while their statistics stay alike, as a header would cost
 //   about as much as such a slice.
-// zlib supplies the chunks' CRC-32; the zlib stream's Adler-32 is computed here (SSE2 on x86-64).
+// The chunks' CRC-32 comes from crc32.h; the zlib stream's Adler-32 is computed here (SSE2 on
+// x86-64).
 #include "png.h"
 
+#include "crc32.h"
 #include "pixels.h"
 
-#include <zlib.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -1188,14 +1189,7 @@ void put_chunk_header(uint8_t* p, uint32_t len, const char* type) {
 }
 
 uint32_t chunk_crc(const uint8_t* type_and_data, uint64_t n) {
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (n) {
-        const uInt piece = static_cast<uInt>(std::min<uint64_t>(n, 1u << 30));
-        crc = crc32(crc, type_and_data, piece);
-        type_and_data += piece;
-        n -= piece;
-    }
-    return static_cast<uint32_t>(crc);
+    return crc32_extend(0, type_and_data, static_cast<size_t>(n));
 }
 
 // Adler-32 of the zlib stream (RFC 1950). zlib's own runs at about 2 GB/s here, a real share of
