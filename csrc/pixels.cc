@@ -9,7 +9,7 @@
 #include <emmintrin.h>
 #include <xmmintrin.h>
 #endif
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__SSE2__) && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FASTTB_HAVE_SSSE3_TARGET 1
 #include <tmmintrin.h>
 #endif
