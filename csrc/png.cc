@@ -844,13 +844,14 @@ void write_dynamic_block(const BlockPlan& plan, const uint8_t* data, const Seque
     for (size_t q = 0; q < nseq; ++q) {
         const Sequence& sq = seqs[q];
         // Three literals (at most 45 bits) fit beside the 7 bits a flush may leave pending.
+        // They are joined before they are put, so that only one step waits on the writer.
         const uint8_t* b = data;
         const uint8_t* const lit_end = data + sq.literals;
         for (; b + 3 <= lit_end; b += 3) {
             const uint32_t x = lit[b[0]], y = lit[b[1]], z = lit[b[2]];
-            w->put(x >> 4, x & 15u);
-            w->put(y >> 4, y & 15u);
-            w->put(z >> 4, z & 15u);
+            const unsigned x_len = x & 15u, xy_len = x_len + (y & 15u);
+            w->put(uint64_t(x >> 4) | (uint64_t(y >> 4) << x_len) | (uint64_t(z >> 4) << xy_len),
+                   xy_len + (z & 15u));
             w->flush();
         }
         for (; b < lit_end; ++b) {
