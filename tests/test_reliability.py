@@ -179,7 +179,8 @@ def test_fork_child_writes_its_own_file(logdir):
     parent_file = [f for f in files if f".{os.getpid()}." in f]
     child_file = [f for f in files if f".{pid}." in f]
     assert len(parent_file) == len(child_file) == 1
-    parent_tags = {e.summary.value[0].tag for e in map(event_pb2.Event.FromString, read_records(parent_file[0])) if e.HasField("summary")}
+    parent_events = map(event_pb2.Event.FromString, read_records(parent_file[0]))
+    parent_tags = {e.summary.value[0].tag for e in parent_events if e.HasField("summary")}
     assert parent_tags == {"parent"}
     acc = accumulator(logdir)
     assert [e.step for e in acc.Scalars("parent")] == list(range(20))
@@ -222,7 +223,8 @@ def test_stats_report_records_bytes_and_queue(logdir):
         w.flush()
         stats = w.stats()
     assert stats["records"] == 11 + 4
-    assert stats["bytes"] == sum(os.path.getsize(f) for d in (logdir, logdir + "/m_a", logdir + "/m_b") for f in event_files(d))
+    run_dirs = (logdir, logdir + "/m_a", logdir + "/m_b")
+    assert stats["bytes"] == sum(os.path.getsize(f) for d in run_dirs for f in event_files(d))
     assert stats["dropped"] == stats["lost"] == 0
     assert {"queue_bytes", "queue_high_water", "queue_limit", "stalls"} <= set(stats)
 
