@@ -1043,6 +1043,11 @@ void filter_costs_scalar(const uint8_t* cur, const uint8_t* prev, size_t x0, siz
 }
 
 #if defined(__SSE2__)
+// The Average filter's prediction, floor((a + b) / 2), 16 bytes at a time: pavgb rounds up.
+inline __m128i floor_average(__m128i a, __m128i b) {
+    return _mm_sub_epi8(_mm_avg_epu8(a, b), _mm_and_si128(_mm_xor_si128(a, b), _mm_set1_epi8(1)));
+}
+
 // Sixteen bytes of the Sub, Up, Average and Paeth residuals, for bytes v at x >= bpp.
 struct Residuals {
     __m128i sub, up, avg, paeth;
@@ -1050,7 +1055,6 @@ struct Residuals {
 
 inline Residuals residuals_sse2(const uint8_t* cur, const uint8_t* prev, size_t x, unsigned bpp,
                                 __m128i v) {
-    const __m128i ones = _mm_set1_epi8(1);
     // Paeth in bytes, 16 lanes at a time, from the two one-sided differences of b and c and of
     // a and c: pa = |b - c| and pb = |a - c| are exact, and pc = |(b - c) + (a - c)| is the
     // difference of the positive and the negative parts' sums. A sum saturates at 255 only
@@ -1065,8 +1069,7 @@ inline Residuals residuals_sse2(const uint8_t* cur, const uint8_t* prev, size_t 
     const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(prev + x - bpp));
     r.sub = _mm_sub_epi8(v, a);
     r.up = _mm_sub_epi8(v, b);
-    // pavgb rounds up; the filter wants the floor.
-    r.avg = _mm_sub_epi8(v, _mm_sub_epi8(_mm_avg_epu8(a, b), _mm_and_si128(_mm_xor_si128(a, b), ones)));
+    r.avg = _mm_sub_epi8(v, floor_average(a, b));
     const __m128i b_over = _mm_subs_epu8(b, c), b_under = _mm_subs_epu8(c, b);
     const __m128i a_over = _mm_subs_epu8(a, c), a_under = _mm_subs_epu8(c, a);
     const __m128i pa = _mm_or_si128(b_over, b_under), pb = _mm_or_si128(a_over, a_under);
@@ -1142,9 +1145,7 @@ void apply_filter(int f, const uint8_t* cur, const uint8_t* prev, size_t n, unsi
         } else if (f == 2) {
             r = _mm_sub_epi8(v, b);
         } else {
-            const __m128i floor_avg = _mm_sub_epi8(
-                _mm_avg_epu8(a, b), _mm_and_si128(_mm_xor_si128(a, b), _mm_set1_epi8(1)));
-            r = _mm_sub_epi8(v, floor_avg);
+            r = _mm_sub_epi8(v, floor_average(a, b));
         }
         _mm_storeu_si128(reinterpret_cast<__m128i*>(out + x), r);
     }
