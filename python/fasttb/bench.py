@@ -43,13 +43,20 @@ def writer_classes() -> Dict[str, Callable[[str], Any]]:
     return classes
 
 
+def smooth_planes(size: int) -> np.ndarray:
+    """A smooth synthetic RGB image in CHW float64 planes, values in [0, 1]: the "smooth" class
+    of the PNG and add_image benchmarks."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    return np.stack([np.sin(6 * x), np.cos(5 * y), x * y]) * 0.5 + 0.5
+
+
 def png_images(size: int = 1024) -> Dict[str, np.ndarray]:
     """The PNG encoder's test images, HWC uint8, by class: what photos, plots and synthetic
     images look like, including the exact gradients and flat areas that deflate's long matches
     are made for."""
     rng = np.random.default_rng(5)
     y, x = np.mgrid[0:size, 0:size] / size
-    smooth = np.stack([np.sin(6 * x), np.cos(5 * y), x * y], -1) * 0.5 + 0.5
+    smooth = smooth_planes(size).transpose(1, 2, 0)
     # Photo-like: noise smoothed over a few scales, hard-edged shapes over it, and sensor grain.
     photo = np.zeros((size, size, 3))
     for cells in (8, 32, 128):
@@ -74,7 +81,7 @@ def png_images(size: int = 1024) -> Dict[str, np.ndarray]:
     tile = rng.integers(0, 256, (16, 24, 3))
     alpha = (255 * (1 - x)).astype(np.uint8)[..., None]
     return {
-        "smooth": (smooth * 255).astype(np.uint8),
+        "smooth": np.ascontiguousarray((smooth * 255).astype(np.uint8)),
         "photo": photo,
         "noise": rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
         "gradient": gradient.astype(np.uint8),
@@ -269,15 +276,11 @@ class Bench:
 
     def images(self) -> None:
         rng = np.random.default_rng(2)
-        def smooth(size: int) -> np.ndarray:
-            y, x = np.mgrid[0:size, 0:size] / size
-            return np.stack([np.sin(6 * x), np.cos(5 * y), x * y]) * 0.5 + 0.5
-
         cases = {
             "3x256x256 uint8": (rng.integers(0, 256, (3, 256, 256), dtype=np.uint8), "add_image"),
-            "3x256x256 float smooth": (smooth(256).astype(np.float32), "add_image"),
-            "3x1024x1024 uint8 smooth": ((smooth(1024) * 255).astype(np.uint8), "add_image"),
-            "3x1024x1024 float smooth": (smooth(1024).astype(np.float32), "add_image"),
+            "3x256x256 float smooth": (smooth_planes(256).astype(np.float32), "add_image"),
+            "3x1024x1024 uint8 smooth": ((smooth_planes(1024) * 255).astype(np.uint8), "add_image"),
+            "3x1024x1024 float smooth": (smooth_planes(1024).astype(np.float32), "add_image"),
             "64x3x32x32 uint8": (rng.integers(0, 256, (64, 3, 32, 32), dtype=np.uint8), "add_images"),
         }
         if not self.quick:
