@@ -2,11 +2,37 @@
 #include "event_file.h"
 
 #include <cerrno>
+#include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "record.h"
+
 namespace fasttb {
+namespace {
+
+// How often a busy file is checked for having been removed: a fstat costs about a microsecond,
+// and a removed run directory should be reported to the caller within a few of its calls.
+constexpr double kNameCheckSecs = 0.01;
+
+// The end of the last whole record among the first `written` bytes of `buffer`, and how many
+// records end there. The buffer holds whole framed records only.
+size_t complete_prefix(const std::string& buffer, size_t written, uint64_t* records) {
+    size_t pos = 0;
+    *records = 0;
+    while (pos + kRecordHeader <= buffer.size()) {
+        uint64_t len = 0;
+        std::memcpy(&len, buffer.data() + pos, sizeof len);  // little-endian, as on every target
+        const size_t end = pos + kRecordHeader + static_cast<size_t>(len) + 4;
+        if (end > written) break;
+        pos = end;
+        ++*records;
+    }
+    return pos;
+}
+
+}  // namespace
 
 EventFile* EventFile::create(const std::string& path, double flush_secs,
                              std::shared_ptr<FileState>* state, int* err) {
@@ -15,8 +41,15 @@ EventFile* EventFile::create(const std::string& path, double flush_secs,
         *err = errno;
         return nullptr;
     }
-    *state = std::make_shared<FileState>(path);
-    return new EventFile(fd, flush_secs, *state);
+    try {
+        *state = std::make_shared<FileState>(path);
+        return new EventFile(fd, flush_secs, *state);
+    } catch (const std::bad_alloc&) {
+        ::close(fd);
+        ::unlink(path.c_str());
+        *err = ENOMEM;
+        return nullptr;
+    }
 }
 
 EventFile::EventFile(int fd, double flush_secs, std::shared_ptr<FileState> state)
@@ -26,54 +59,74 @@ EventFile::~EventFile() {
     if (fd_ >= 0) ::close(fd_);
 }
 
-void EventFile::fail(int err, const char* context) {
+void EventFile::fail(int err, const char* context, bool keep_buffered, double now) {
+    if (failed_) return;
+    if (keep_buffered) {
+        write_out(now);
+        if (failed_) return;  // the write failed first: that is the error to report
+    }
     failed_ = true;
     state_->lost.fetch_add(pending_records_, std::memory_order_relaxed);
     pending_records_ = 0;
-    buffer_.clear();
+    std::string().swap(buffer_);
     state_->fail(err, context);
+}
+
+// A write stopped after `written` bytes of the buffer: keep every whole record that reached the
+// file, cut the torn one off, and fail.
+void EventFile::write_failed(int err, size_t written) {
+    uint64_t records = 0;
+    const size_t kept = complete_prefix(buffer_, written, &records);
+    if (kept < written && ::ftruncate(fd_, static_cast<off_t>(size_ + kept)) != 0) {
+        // Nothing more to do: readers stop at a torn record anyway.
+    }
+    size_ += kept;
+    state_->bytes_written.fetch_add(kept, std::memory_order_relaxed);
+    state_->records_written.fetch_add(records, std::memory_order_relaxed);
+    pending_records_ -= records;
+    fail(err, "cannot write event file", false, 0);
 }
 
 void EventFile::write_out(double now) {
     last_write_ = now;
-    if (buffer_.empty() || failed_) return;
-    const char* p = buffer_.data();
-    size_t left = buffer_.size();
-    while (left > 0) {
-        const ssize_t n = ::write(fd_, p, left);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            const int err = errno;
-            // Part of the buffer may be on disk, ending in a torn record: cut the file back to
-            // the last complete buffer so that it stays a clean prefix of the log (the records
-            // of this buffer are counted as lost).
-            if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
-                // Nothing more to do: readers stop at a torn record anyway.
+    if (failed_) return;
+    if (!buffer_.empty()) {
+        const char* p = buffer_.data();
+        size_t left = buffer_.size();
+        while (left > 0) {
+            const ssize_t n = ::write(fd_, p, left);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                write_failed(errno, buffer_.size() - left);
+                return;
             }
-            fail(err, "cannot write event file");
-            return;
+            p += n;
+            left -= static_cast<size_t>(n);
         }
-        p += n;
-        left -= static_cast<size_t>(n);
+        size_ += buffer_.size();
+        state_->bytes_written.fetch_add(buffer_.size(), std::memory_order_relaxed);
+        state_->records_written.fetch_add(pending_records_, std::memory_order_relaxed);
+        pending_records_ = 0;
+        buffer_.clear();
+        if (buffer_.capacity() > (8u << 20)) std::string().swap(buffer_);  // after a burst of images
     }
-    size_ += buffer_.size();
-    state_->bytes_written.fetch_add(buffer_.size(), std::memory_order_relaxed);
-    state_->records_written.fetch_add(pending_records_, std::memory_order_relaxed);
-    pending_records_ = 0;
-    buffer_.clear();
-    if (buffer_.capacity() > (8u << 20)) buffer_.shrink_to_fit();  // after a burst of images
+    if (now - last_name_check_ >= kNameCheckSecs) check_name(now);
+}
+
+void EventFile::check_name(double now) {
+    last_name_check_ = now;
+    struct stat st;
+    if (::fstat(fd_, &st) == 0 && st.st_nlink == 0) fail(ENOENT, "event file was removed", false, now);
 }
 
 void EventFile::flush(double now) {
     write_out(now);
-    if (failed_) return;
-    struct stat st;
-    if (::fstat(fd_, &st) == 0 && st.st_nlink == 0) fail(ENOENT, "event file was removed");
+    if (!failed_) check_name(now);
 }
 
 void EventFile::close(double now) {
     flush(now);
-    if (fd_ >= 0 && ::close(fd_) != 0 && !failed_) fail(errno, "cannot close event file");
+    if (fd_ >= 0 && ::close(fd_) != 0 && !failed_) fail(errno, "cannot close event file", false, now);
     fd_ = -1;
 }
 

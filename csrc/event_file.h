@@ -5,13 +5,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 
 namespace fasttb {
 
-// What the Python-facing writer and the worker share about one file: counters, and the first
-// error the worker met, which the caller raises on its next call.
+// What the caller's writer and the worker share about one file: counters, and the first error
+// the worker met, which the caller raises on its next call.
 struct FileState {
     explicit FileState(std::string p) : path(std::move(p)) {}
 
@@ -20,17 +19,17 @@ struct FileState {
     std::atomic<uint64_t> bytes_written{0};
     std::atomic<uint64_t> dropped{0};   // refused by the drop policy while the queue was full
     std::atomic<uint64_t> stalls{0};    // pushes that had to wait for room
-    std::atomic<uint64_t> lost{0};      // discarded because the file had failed
+    std::atomic<uint64_t> lost{0};      // records the file could not take after an error
 
-    // errno of the first failure, 0 while healthy; set once by the worker.
+    // errno of the first failure, 0 while healthy; set once, by the worker.
     std::atomic<int> error{0};
     std::string error_context;  // written before `error` is published (release/acquire)
+    std::atomic<bool> reported{false};  // the error has been raised to the caller at least once
 
     void fail(int err, const char* context) {
-        int expected = 0;
         if (error.load(std::memory_order_relaxed) != 0) return;
         error_context = context;
-        error.compare_exchange_strong(expected, err, std::memory_order_release);
+        error.store(err, std::memory_order_release);
     }
 };
 
@@ -40,6 +39,8 @@ public:
     static EventFile* create(const std::string& path, double flush_secs,
                              std::shared_ptr<FileState>* state, int* err);
     ~EventFile();
+    EventFile(const EventFile&) = delete;
+    EventFile& operator=(const EventFile&) = delete;
 
     bool in_dirty_list = false;  // the engine's list of files with records to write
 
@@ -50,24 +51,30 @@ public:
     double flush_secs() const { return flush_secs_; }
     double last_write() const { return last_write_; }
 
-    // Hands the buffer to the OS; on failure remembers the errno in FileState and drops
-    // whatever this file receives afterwards.
+    // Hands the buffer to the OS, and now and then checks that the file still has a name (a
+    // removed file, or directory, would swallow records without an error).
     void write_out(double now);
-    // write_out, then a check that the file still has a name: a removed file (or directory)
-    // would otherwise swallow records without an error.
+    // write_out, and the name check whatever the time.
     void flush(double now);
     void close(double now);
 
+    // The one way a file fails: records buffered before the failure are written when `keep` is
+    // set (an encoder failed) and counted lost otherwise (the file did); every later record is
+    // counted lost; the caller sees `err` on its next call.
+    void fail(int err, const char* context, bool keep_buffered, double now);
+
 private:
     EventFile(int fd, double flush_secs, std::shared_ptr<FileState> state);
-    void fail(int err, const char* context);
+    void check_name(double now);
+    void write_failed(int err, size_t written);
 
     int fd_;
     bool failed_ = false;
     double flush_secs_;
     double last_write_ = 0;
+    double last_name_check_ = 0;
     uint64_t pending_records_ = 0;
-    uint64_t size_ = 0;  // bytes of complete buffers on disk (the file is created empty)
+    uint64_t size_ = 0;  // bytes of complete records on disk (the file is created empty)
     std::string buffer_;
     std::shared_ptr<FileState> state_;
 };

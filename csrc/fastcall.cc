@@ -1,17 +1,44 @@
-// The raw fast-call scalar entry points; see fastcall.h.
+// NativeWriter and the add_scalar descriptor; see fastcall.h.
 #include "fastcall.h"
 
-#include <vector>
+#include <cstddef>
+#include <new>
+
+#include "python_interop.h"
 
 namespace fasttb {
 namespace {
 
-constexpr const char* kCapsuleName = "fasttb.ScalarFastPath";
-
-struct FastPath {
-    std::shared_ptr<EventWriter> writer;
-    PyObject* owner_ref = nullptr;  // weak reference: the owner holds us through its __dict__
+struct NativeWriter {
+    PyObject_HEAD
+    std::shared_ptr<EventWriter> target;  // read and written with the GIL held
 };
+
+struct ScalarMethod {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+};
+
+PyTypeObject g_native_writer_type;
+PyTypeObject g_scalar_method_type;
+
+// Names of add_scalar's parameters, interned once, in order.
+constexpr int kParams = 6;
+PyObject* g_param_names[kParams];
+PyObject* g_general_name;
+// The last NativeWriter subclass seen (a strong reference, so that its address cannot be reused
+// by another type), to skip the walk over the MRO on every call.
+PyObject* g_known_type;
+
+NativeWriter* as_native_writer(PyObject* self) {
+    PyTypeObject* type = Py_TYPE(self);
+    if (reinterpret_cast<PyObject*>(type) != g_known_type) {
+        if (!PyType_IsSubtype(type, &g_native_writer_type)) return nullptr;
+        Py_INCREF(type);
+        Py_XSETREF(g_known_type, reinterpret_cast<PyObject*>(type));
+    }
+    return reinterpret_cast<NativeWriter*>(self);
+}
 
 bool as_double(PyObject* o, double* out) {
     if (PyFloat_CheckExact(o)) {
@@ -25,7 +52,7 @@ bool as_double(PyObject* o, double* out) {
     if (PyLong_CheckExact(o)) {
         *out = PyLong_AsDouble(o);
         if (*out == -1.0 && PyErr_Occurred()) {
-            PyErr_Clear();  // too large for a double: the general path reports it
+            PyErr_Clear();  // too large for a double: the general path raises OverflowError
             return false;
         }
         return true;
@@ -53,13 +80,9 @@ bool as_step(PyObject* o, int64_t* out) {
     return true;
 }
 
-FastPath* fast_path_of(PyObject* capsule) {
-    return static_cast<FastPath*>(PyCapsule_GetPointer(capsule, kCapsuleName));
-}
-
-// Queues the scalar if everything is plain. 1: queued; 0: not handled; -1: Python error.
-int try_push(FastPath& path, PyObject* tag, PyObject* value, PyObject* step_obj, PyObject* wall) {
-    EventWriter* w = path.writer.get();
+// Queues the scalar if everything is plain. 1: queued; 0: not handled; -1: Python error set.
+int try_push(NativeWriter* self, PyObject* tag, PyObject* value, PyObject* step_obj, PyObject* wall) {
+    EventWriter* w = self->target.get();
     if (!w || !w->ready() || !PyUnicode_CheckExact(tag)) return 0;
     double v, wall_time;
     int64_t step;
@@ -75,6 +98,7 @@ int try_push(FastPath& path, PyObject* tag, PyObject* value, PyObject* step_obj,
         PyErr_Clear();  // e.g. lone surrogates: the general path raises a clear error
         return 0;
     }
+    if (static_cast<size_t>(tag_len) > UINT32_MAX) return 0;
     Item* item = w->make_item(ItemKind::scalar, {s, static_cast<size_t>(tag_len)}, 0);
     if (!item) {
         PyErr_NoMemory();
@@ -83,26 +107,17 @@ int try_push(FastPath& path, PyObject* tag, PyObject* value, PyObject* step_obj,
     item->value = v;
     item->step = step;
     item->wall_time = wall_time;
-    w->push<GilRelease>(item);
+    if (w->try_push(item)) return 1;
+    // The queue is full: wait without the GIL. push_waiting pins the writer, so a close() or a
+    // new target meanwhile cannot free it under this thread.
+    PythonLock lock;
+    const Status status = w->push_waiting(item, lock);
+    if (!status.ok()) {
+        set_python_error(status);
+        return -1;
+    }
     return 1;
 }
-
-PyObject* push(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "push(tag, value, step, walltime) takes 4 arguments");
-        return nullptr;
-    }
-    FastPath* path = fast_path_of(self);
-    if (!path) return nullptr;
-    const int r = try_push(*path, args[0], args[1], args[2], args[3]);
-    if (r < 0) return nullptr;
-    return PyBool_FromLong(r);
-}
-
-// Names of add_scalar's parameters, interned once, in order.
-constexpr int kParams = 6;
-PyObject* g_param_names[kParams];
-PyObject* g_general_name;
 
 int param_index(PyObject* name) {
     for (int i = 0; i < kParams; ++i)
@@ -112,44 +127,22 @@ int param_index(PyObject* name) {
     return -1;
 }
 
-PyObject* general_path(FastPath& path, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
-#if PY_VERSION_HEX >= 0x030D0000
-    PyObject* owner = nullptr;
-    if (PyWeakref_GetRef(path.owner_ref, &owner) < 0) return nullptr;
-    if (!owner) {
-        PyErr_SetString(PyExc_ReferenceError, "the SummaryWriter of this add_scalar is gone");
-        return nullptr;
-    }
-    struct Release {
-        PyObject* o;
-        ~Release() { Py_DECREF(o); }
-    } release{owner};
-#else
-    PyObject* owner = PyWeakref_GetObject(path.owner_ref);  // borrowed
-    if (!owner) return nullptr;
-    if (owner == Py_None) {
-        PyErr_SetString(PyExc_ReferenceError, "the SummaryWriter of this add_scalar is gone");
-        return nullptr;
-    }
-#endif
+// args[0] is the writer (the descriptor's self), then add_scalar's own arguments.
+PyObject* add_scalar_call(PyObject*, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
     const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    const Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
-    std::vector<PyObject*> full(static_cast<size_t>(total) + 1);
-    full[0] = owner;
-    for (Py_ssize_t i = 0; i < total; ++i) full[size_t(i) + 1] = args[i];
-    return PyObject_VectorcallMethod(g_general_name, full.data(), size_t(nargs) + 1, kwnames);
-}
-
-PyObject* add_scalar(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-    FastPath* path = fast_path_of(self);
-    if (!path) return nullptr;
+    NativeWriter* self = nargs >= 1 ? as_native_writer(args[0]) : nullptr;
+    if (!self) {
+        PyErr_SetString(PyExc_TypeError, "add_scalar() must be called on a fasttb SummaryWriter");
+        return nullptr;
+    }
     PyObject* slot[kParams] = {nullptr, nullptr, Py_None, Py_None, nullptr, nullptr};
-    bool plain = nargs <= kParams;
-    for (Py_ssize_t i = 0; plain && i < nargs; ++i) slot[i] = args[i];
+    const Py_ssize_t given = nargs - 1;
+    bool plain = given <= kParams;
+    for (Py_ssize_t i = 0; plain && i < given; ++i) slot[i] = args[i + 1];
     if (plain && kwnames) {
         for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(kwnames); ++k) {
             const int i = param_index(PyTuple_GET_ITEM(kwnames, k));
-            if (i < 0 || (i < nargs)) {
+            if (i < 0 || i < given) {
                 plain = false;  // unknown or repeated: the general path raises TypeError
                 break;
             }
@@ -157,34 +150,50 @@ PyObject* add_scalar(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Py
         }
     }
     if (plain && slot[0] && slot[1] && (!slot[4] || slot[4] == Py_False)) {
-        const int r = try_push(*path, slot[0], slot[1], slot[2], slot[3]);
+        const int r = try_push(self, slot[0], slot[1], slot[2], slot[3]);
         if (r < 0) return nullptr;
         if (r > 0) Py_RETURN_NONE;
     }
-    return general_path(*path, args, size_t(nargs), kwnames);
+    return PyObject_VectorcallMethod(g_general_name, args, nargsf, kwnames);
 }
 
-PyMethodDef kPushDef = {
-    "push", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(push)), METH_FASTCALL,
-    "push($self, tag, value, step, walltime, /)\n--\n\n"
-    "Queue an old-style scalar if every argument is plain; return whether it was queued."};
+PyObject* scalar_method_get(PyObject* self, PyObject* obj, PyObject*) {
+    if (!obj || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
 
-PyMethodDef kAddScalarDef = {
-    "add_scalar", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(add_scalar)),
-    METH_FASTCALL | METH_KEYWORDS,
-    "add_scalar($self, tag, scalar_value, global_step=None, walltime=None, new_style=False, "
-    "double_precision=False)\n--\n\n"
-    "Log one number (see SummaryWriter.add_scalar; this is its native fast path)."};
+void scalar_method_dealloc(PyObject* self) { PyObject_Free(self); }
 
-void destroy_capsule(PyObject* capsule) {
-    FastPath* path = fast_path_of(capsule);
-    if (!path) return;
-    Py_XDECREF(path->owner_ref);
-    delete path;
+PyObject* text_signature(PyObject*, void*) {
+    return PyUnicode_FromString("($self, tag, scalar_value, global_step=None, walltime=None, "
+                                "new_style=False, double_precision=False)");
+}
+PyObject* method_name(PyObject*, void*) { return PyUnicode_FromString("add_scalar"); }
+PyObject* method_qualname(PyObject*, void*) { return PyUnicode_FromString("SummaryWriter.add_scalar"); }
+
+PyGetSetDef g_scalar_method_getset[] = {
+    {"__text_signature__", text_signature, nullptr, nullptr, nullptr},
+    {"__name__", method_name, nullptr, nullptr, nullptr},
+    {"__qualname__", method_qualname, nullptr, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyObject* native_writer_new(PyTypeObject* type, PyObject*, PyObject*) {
+    PyObject* self = type->tp_alloc(type, 0);
+    if (self) new (&reinterpret_cast<NativeWriter*>(self)->target) std::shared_ptr<EventWriter>();
+    return self;
+}
+
+void native_writer_dealloc(PyObject* self) {
+    // May queue the file's close (EventWriter's destructor): lock-free, never waits.
+    reinterpret_cast<NativeWriter*>(self)->target.~shared_ptr();
+    Py_TYPE(self)->tp_free(self);
 }
 
 bool intern_names() {
-    if (g_general_name) return true;
     const char* names[kParams] = {"tag", "scalar_value", "global_step", "walltime", "new_style",
                                   "double_precision"};
     for (int i = 0; i < kParams; ++i)
@@ -195,38 +204,60 @@ bool intern_names() {
 
 }  // namespace
 
-PyObject* make_scalar_fast_path(PyObject* owner) {
-    if (!intern_names()) return nullptr;
-    PyObject* ref = PyWeakref_NewRef(owner, nullptr);
-    if (!ref) return nullptr;
-    auto* path = new FastPath{nullptr, ref};
-    PyObject* capsule = PyCapsule_New(path, kCapsuleName, destroy_capsule);
-    if (!capsule) {
-        Py_DECREF(ref);
-        delete path;
-        return nullptr;
-    }
-    PyObject* pusher = PyCFunction_NewEx(&kPushDef, capsule, nullptr);
-    PyObject* adder = pusher ? PyCFunction_NewEx(&kAddScalarDef, capsule, nullptr) : nullptr;
-    Py_DECREF(capsule);
-    if (!adder) {
-        Py_XDECREF(pusher);
-        return nullptr;
-    }
-    PyObject* pair = PyTuple_Pack(2, pusher, adder);
-    Py_DECREF(pusher);
-    Py_DECREF(adder);
-    return pair;
-}
+bool add_scalar_fast_path(PyObject* module) {
+    if (!intern_names()) return false;
 
-bool set_scalar_target(PyObject* builtin, std::shared_ptr<EventWriter> writer) {
-    if (!PyCFunction_Check(builtin)) {
-        PyErr_SetString(PyExc_TypeError, "expected a scalar fast-path builtin");
+    PyTypeObject& base = g_native_writer_type;
+    Py_SET_TYPE(&base, &PyType_Type);
+    Py_SET_REFCNT(&base, 1);
+    base.tp_name = "fasttb._core.NativeWriter";
+    base.tp_basicsize = sizeof(NativeWriter);
+    base.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE;
+    base.tp_doc = "The native part of fasttb.SummaryWriter: where its plain scalars go.";
+    base.tp_new = native_writer_new;
+    base.tp_dealloc = native_writer_dealloc;
+    if (PyType_Ready(&base) < 0) return false;
+
+    PyTypeObject& method = g_scalar_method_type;
+    Py_SET_TYPE(&method, &PyType_Type);
+    Py_SET_REFCNT(&method, 1);
+    method.tp_name = "fasttb._core.ScalarMethod";
+    method.tp_basicsize = sizeof(ScalarMethod);
+    method.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_HAVE_VECTORCALL;
+    method.tp_vectorcall_offset = offsetof(ScalarMethod, vectorcall);
+    method.tp_call = PyVectorcall_Call;
+    method.tp_descr_get = scalar_method_get;
+    method.tp_dealloc = scalar_method_dealloc;
+    method.tp_getset = g_scalar_method_getset;
+    method.tp_doc =
+        "Log one number (see SummaryWriter._add_scalar, which takes every call this native fast "
+        "path does not: conversions, new-style scalars and errors).";
+    if (PyType_Ready(&method) < 0) return false;
+
+    ScalarMethod* add_scalar = PyObject_New(ScalarMethod, &method);
+    if (!add_scalar) return false;
+    add_scalar->vectorcall = add_scalar_call;
+    Py_INCREF(&base);
+    if (PyModule_AddObject(module, "NativeWriter", reinterpret_cast<PyObject*>(&base)) < 0) {
+        Py_DECREF(&base);
+        Py_DECREF(add_scalar);
         return false;
     }
-    FastPath* path = fast_path_of(PyCFunction_GET_SELF(builtin));
-    if (!path) return false;
-    path->writer = std::move(writer);
+    if (PyModule_AddObject(module, "add_scalar", reinterpret_cast<PyObject*>(add_scalar)) < 0) {
+        Py_DECREF(add_scalar);
+        return false;
+    }
+    return true;
+}
+
+bool set_scalar_target(PyObject* writer, std::shared_ptr<EventWriter> target) {
+    if (!PyObject_TypeCheck(writer, &g_native_writer_type)) {
+        PyErr_SetString(PyExc_TypeError, "expected a fasttb SummaryWriter");
+        return false;
+    }
+    // Swapped in first, then the old target let go: its destructor runs with the field valid.
+    std::shared_ptr<EventWriter> old = std::move(reinterpret_cast<NativeWriter*>(writer)->target);
+    reinterpret_cast<NativeWriter*>(writer)->target = std::move(target);
     return true;
 }
 

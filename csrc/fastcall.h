@@ -1,5 +1,15 @@
-// The hottest entry point, add_scalar, as raw CPython fast-call functions: pybind11's argument
-// conversion, and even a Python-level method frame, would cost more than the work itself.
+// The hottest entry point, add_scalar, in raw CPython: pybind11's argument conversion, and even a
+// Python-level method frame, would cost more than the work itself.
+//
+// fasttb._core.NativeWriter is the C base class of fasttb.SummaryWriter and holds the event
+// writer that plain scalars go to (the scalar target; reading it needs the GIL).
+// fasttb._core.add_scalar is a method descriptor that SummaryWriter uses as its add_scalar. It is
+// flagged as a method descriptor, so `w.add_scalar(...)` calls it directly with `w` as the first
+// argument, with no bound method in between; `w.add_scalar` taken as a value is a bound method
+// that keeps `w` alive, as a Python method would. Plain arguments (str tag; int, float or bool
+// value; int, bool or None step; int, float or None walltime; new_style false) are queued here;
+// anything else goes to `w._add_scalar(...)` with the original arguments, which converts,
+// validates and raises.
 #pragma once
 
 #include <Python.h>
@@ -10,30 +20,11 @@
 
 namespace fasttb {
 
-// Releases the GIL for as long as it exists.
-struct GilRelease {
-    PyThreadState* state = PyEval_SaveThread();
-    GilRelease() = default;
-    GilRelease(const GilRelease&) = delete;
-    GilRelease& operator=(const GilRelease&) = delete;
-    ~GilRelease() { PyEval_RestoreThread(state); }
-};
+// Adds NativeWriter and add_scalar to `module`. False with a Python error set on failure.
+bool add_scalar_fast_path(PyObject* module);
 
-// Creates the scalar fast path of one SummaryWriter `owner` (held weakly) and returns a new
-// reference to a tuple of two builtins sharing it:
-//   push(tag, value, step, walltime) -> bool
-//       queues an old-style scalar and returns True when every argument has a plain type (str
-//       tag; int, float or bool value; int or None step; int, float or None walltime) and the
-//       target writer is ready; otherwise does nothing and returns False.
-//   add_scalar(tag, scalar_value, global_step=None, walltime=None, new_style=False,
-//              double_precision=False)
-//       the same, with the stock signature; whatever push() would refuse is handed on to
-//       owner._add_scalar(...) with the original arguments, which converts, validates, raises.
-// The target starts empty (everything falls back) until set_scalar_target() names a writer.
-PyObject* make_scalar_fast_path(PyObject* owner);
-
-// Points the fast path that `builtin` (either of the two) belongs to at `writer` (may be null).
-// Returns false with a Python error set if `builtin` is not one of them.
-bool set_scalar_target(PyObject* builtin, std::shared_ptr<EventWriter> writer);
+// Points the scalar target of `writer` (a NativeWriter) at `target` (may be null: everything
+// takes the general path). False with a Python error set if `writer` is not a NativeWriter.
+bool set_scalar_target(PyObject* writer, std::shared_ptr<EventWriter> target);
 
 }  // namespace fasttb

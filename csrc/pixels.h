@@ -11,9 +11,9 @@ namespace fasttb {
 
 // dst[i] = uint8(trunc(clip(float32(src[i]) * float32(255), 0, 255))), with NaN giving 0: what
 // numpy computes for `(x.astype(float32) * 255).clip(0, 255).astype(uint8)` on x86-64 and arm64.
-// src needs no alignment.
-void scale_to_uint8(const float* src, size_t n, uint8_t* dst);
-void scale_to_uint8(const double* src, size_t n, uint8_t* dst);
+// src holds n float32 (or float64) values in native byte order, at any alignment.
+void scale_float32_to_uint8(const void* src, size_t n, uint8_t* dst);
+void scale_float64_to_uint8(const void* src, size_t n, uint8_t* dst);
 
 // Row y of a CHW image as HWC bytes: dst[x * c + k] = planes[k * plane_bytes + y * width + x]
 // for `count` planes of plane_bytes each, c = count, except that one plane is spread over three

@@ -2,67 +2,200 @@
 #include "writer.h"
 
 #include <cerrno>
+#include <new>
 
 namespace fasttb {
 
-EventWriter::EventWriter(EventFile* file, std::shared_ptr<FileState> state, bool drop_when_full)
-    : engine_(&Engine::instance()),
+EventWriter::EventWriter(Engine* engine, EventFile* file, std::shared_ptr<FileState> state,
+                         bool drop_when_full)
+    : engine_(engine),
       generation_(Engine::generation()),
       file_(file),
       state_(std::move(state)),
       drop_when_full_(drop_when_full) {}
 
 std::shared_ptr<EventWriter> EventWriter::open(const std::string& path, double flush_secs,
-                                               bool drop_when_full, double wall_time, int* err) {
+                                               bool drop_when_full, double wall_time,
+                                               Status* status) {
+    Engine* engine = Engine::start(status);  // first, so that a failure leaves no empty file
+    if (!engine) return nullptr;
     std::shared_ptr<FileState> state;
-    EventFile* file = EventFile::create(path, flush_secs, &state, err);
-    if (!file) return nullptr;
-    std::shared_ptr<EventWriter> w(new EventWriter(file, std::move(state), drop_when_full));
-    Item* first = w->make_item(ItemKind::file_version, {}, 0);
-    if (!first) {
-        *err = ENOMEM;
-        w->close();
+    int err = 0;
+    EventFile* file = EventFile::create(path, flush_secs, &state, &err);
+    if (!file) {
+        *status = Status::os_error(err, "fasttb: cannot create event file", path);
         return nullptr;
     }
+    Item* first = Item::make(engine->pool(), ItemKind::file_version, file, {}, 0);
+    std::shared_ptr<EventWriter> w;
+    if (first) {
+        try {
+            // The file is handed over only once the writer exists: a writer that fails to be
+            // made must not queue its close.
+            w.reset(new EventWriter(engine, nullptr, std::move(state), drop_when_full));
+        } catch (const std::bad_alloc&) {
+        }
+    }
+    if (!w) {
+        if (first) Item::discard(engine->pool(), first);
+        delete file;  // never queued: still ours
+        *status = Status::no_memory();
+        return nullptr;
+    }
+    w->file_ = file;
     first->wall_time = wall_time;
     first->with_source = true;
-    first->accounted = 0;  // the header never waits, so opening never blocks
-    w->engine_->push(first, false);
+    engine->push_control(first);  // the header never waits, so opening never blocks
     return w;
 }
 
 EventWriter::~EventWriter() {
     // Without close(), the file is closed in the background once its records are written. In
     // a forked child the file belongs to the parent's engine: leave it alone.
-    if (!file_ || stale()) return;
-    Item* item = Item::make(ItemKind::close, file_, {}, 0);
-    if (!item) return;  // out of memory: leak the file rather than lose its records
-    item->accounted = 0;
-    engine_->push(item, false);
-}
-
-void EventWriter::flush() {
-    if (!file_ || stale()) return;
-    Item* item = Item::make(ItemKind::flush, file_, {}, 0);
-    if (item) engine_->push_and_wait(item);
-}
-
-void EventWriter::close() {
-    if (!file_ || stale()) {
-        file_ = nullptr;
-        return;
+    if (file_ && !stale()) {
+        if (Item* item = make_item(ItemKind::close, {}, 0)) engine_->push_control(item);
+        // else out of memory: leak the file rather than lose its records
     }
-    Item* item = Item::make(ItemKind::close, file_, {}, 0);
-    if (!item) return;
-    file_ = nullptr;
-    engine_->push_and_wait(item);
+    if (close_done_) close_done_->release();
 }
 
-void flush_all_files() {
-    Engine* e = Engine::current();
-    if (!e) return;
-    Item* item = Item::make(ItemKind::flush, nullptr, {}, 0);
-    if (item) e->push_and_wait(item);
+Status EventWriter::check() const {
+    if (stale())
+        return Status::value_error("fasttb: this event file belongs to the process that created it "
+                                   "(the writer was inherited through fork)");
+    Status failed = error();
+    if (!failed.ok()) return failed;
+    if (!file_) return Status::closed(path());
+    return {};
+}
+
+Status EventWriter::error() const {
+    const int err = state_->error.load(std::memory_order_acquire);
+    if (!err) return {};
+    state_->reported.store(true, std::memory_order_relaxed);
+    return Status::os_error(err, "fasttb: " + state_->error_context, path());
+}
+
+bool EventWriter::error_unreported() const {
+    return state_->error.load(std::memory_order_acquire) != 0 &&
+           !state_->reported.load(std::memory_order_relaxed);
+}
+
+namespace {
+thread_local EventWriter::Pin* t_pins = nullptr;  // this thread's innermost pin
+}  // namespace
+
+EventWriter::Pin::Pin(std::shared_ptr<EventWriter> w) : w_(std::move(w)), next_(t_pins) {
+    w_->pins_.fetch_add(1, std::memory_order_seq_cst);
+    t_pins = this;
+}
+
+EventWriter::Pin::~Pin() {
+    release();
+    t_pins = next_;
+}
+
+void EventWriter::Pin::release() {
+    if (!held_) return;
+    held_ = false;
+    // closing_ is set before the closer looks at pins_: one of the two sees the other's write.
+    if (w_->pins_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+        w_->closing_.load(std::memory_order_seq_cst)) {
+        std::lock_guard<std::mutex> lock(w_->pins_mutex_);
+        w_->pins_cv_.notify_all();
+    }
+}
+
+void abandon_calling_thread() {
+    if (Engine* engine = Engine::current()) engine->leave_line_for_good();
+    for (EventWriter::Pin* p = t_pins; p; p = p->next_) p->release();
+}
+
+Status EventWriter::push_waiting(Item* item, CallerLock& lock, bool* queued) {
+    if (queued) *queued = false;
+    state_->stalls.fetch_add(1, std::memory_order_relaxed);
+    const Pin pinned = pin();  // the wait lets the lock go; the item names our file
+    switch (engine_->push_when_room(item, closing_, lock)) {
+        case Engine::Waited::queued:
+            if (queued) *queued = true;
+            return {};
+        case Engine::Waited::gave_up:
+            discard(item);
+            return Status::closed(path());
+        case Engine::Waited::interrupted:
+            discard(item);
+            return Status::interrupted();
+    }
+    return {};
+}
+
+Status EventWriter::wait(Completion* done, CallerLock& lock) {
+    const bool finished = wait_released(lock, [done](std::chrono::milliseconds slice) {
+        return done->wait_for(slice);
+    });
+    done->release();
+    return finished ? error() : Status::interrupted();
+}
+
+Status EventWriter::flush(CallerLock& lock) {
+    if (stale()) return {};
+    if (closing_.load(std::memory_order_relaxed))
+        return close_done_ ? wait(close_done_->add_ref(), lock) : error();
+    Completion* done = Completion::make();
+    Item* item = done ? make_item(ItemKind::flush, {}, 0) : nullptr;
+    if (!item) {
+        if (done) done->release();
+        return Status::no_memory();
+    }
+    item->done = done->add_ref();
+    engine_->push_control(item);  // under the lock, right after make_item: the file is open
+    return wait(done, lock);
+}
+
+Status EventWriter::close(CallerLock& lock) {
+    if (stale()) {
+        file_ = nullptr;
+        return {};
+    }
+    if (closing_.load(std::memory_order_relaxed))
+        return close_done_ ? wait(close_done_->add_ref(), lock) : error();
+    Completion* done = Completion::make();
+    Item* item = done ? make_item(ItemKind::close, {}, 0) : nullptr;
+    if (!item) {
+        if (done) done->release();
+        return Status::no_memory();  // still open: a later close() can try again
+    }
+    item->done = done->add_ref();
+    close_done_ = done->add_ref();
+    file_ = nullptr;
+    closing_.store(true, std::memory_order_seq_cst);
+    engine_->wake_room_waiters();  // pinned pushes waiting for room give up now
+    {
+        Unlocked unlocked(lock);
+        std::unique_lock<std::mutex> guard(pins_mutex_);
+        // Pins are short: a copy in progress, or a wait for room that gives up at once.
+        pins_cv_.wait(guard, [this] { return pins_.load(std::memory_order_seq_cst) == 0; });
+        engine_->push_control(item);
+    }
+    return wait(done, lock);
+}
+
+Status flush_all_files(CallerLock& lock) {
+    Engine* engine = Engine::current();
+    if (!engine) return {};
+    Completion* done = Completion::make();
+    Item* item = done ? Item::make(engine->pool(), ItemKind::flush, nullptr, {}, 0) : nullptr;
+    if (!item) {
+        if (done) done->release();
+        return Status::no_memory();
+    }
+    item->done = done->add_ref();
+    engine->push_control(item);
+    const bool finished = wait_released(lock, [done](std::chrono::milliseconds slice) {
+        return done->wait_for(slice);
+    });
+    done->release();
+    return finished ? Status{} : Status::interrupted();
 }
 
 }  // namespace fasttb

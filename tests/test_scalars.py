@@ -219,8 +219,8 @@ def test_bad_add_scalars_input_writes_nothing(logdir):
 def test_constructor_validation(tmp_path):
     with pytest.raises(ValueError, match="on_full"):
         SummaryWriter(str(tmp_path / "a"), on_full="sometimes")
-    with pytest.raises(ValueError, match="flush_secs"):
-        SummaryWriter(str(tmp_path / "b"), flush_secs=0)
+    with pytest.raises(TypeError, match="flush_secs"):
+        SummaryWriter(str(tmp_path / "b"), flush_secs="soon")
     with pytest.raises(TypeError, match="filename_suffix"):
         SummaryWriter(str(tmp_path / "c"), filename_suffix=3)
 

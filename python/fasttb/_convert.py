@@ -25,6 +25,10 @@ class ArgumentShapeError(ValueError, AssertionError):
     """An array argument of the wrong shape (the stock writer raises AssertionError)."""
 
 
+class ArgumentOverflowError(ValueError, OverflowError):
+    """A number too large for a float (the stock writer raises OverflowError)."""
+
+
 def _is_torch_tensor(value: Any) -> bool:
     # The module name is checked first so that numpy and Python inputs never import torch.
     if not type(value).__module__.startswith("torch"):
@@ -121,4 +125,4 @@ def to_scalar(value: Any, argument: str = "scalar_value") -> float:
     except (TypeError, ValueError):
         raise ValueError(f"{argument}: cannot convert {value!r} to a number") from None
     except OverflowError:
-        raise ValueError(f"{argument}: {value!r} is too large to convert to a float") from None
+        raise ArgumentOverflowError(f"{argument}: {value!r} is too large to convert to a float") from None

@@ -7,17 +7,16 @@ thread shared by every writer of the process.
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import os
 import socket
 import time
 from datetime import datetime
-from typing import Any, Callable, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
-from . import _core
+from . import _core, _lifecycle
 from ._convert import make_np, to_scalar, to_step, to_tag, to_walltime
 from ._histogram import histogram_request
 from ._image import (figure_to_chw_uint8, image_to_hwc_uint8, image_with_boxes_to_hwc_uint8,
@@ -29,9 +28,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 # Event file names end in a process-wide counter, as in tensorboard's writer. A forked child
 # inherits the value, and its pid keeps its names apart from the parent's.
 _file_counter = itertools.count()
-
-# Everything queued is written to the OS when the interpreter exits, closed or not.
-atexit.register(_core.flush_all)
 
 
 def _event_file_name(suffix: str) -> str:
@@ -64,12 +60,13 @@ class FileWriter:
             raise ValueError(f"on_full: expected 'block' or 'drop', got {on_full!r}")
         if not isinstance(filename_suffix, str):
             raise TypeError(f"filename_suffix: expected a str, got {type(filename_suffix).__name__}")
+        if "\0" in filename_suffix:
+            raise ValueError("filename_suffix: embedded null byte")
         try:
+            # Any number, as in the stock writer: 0 or less writes on every look at the clock.
             flush_secs = float(flush_secs)
         except (TypeError, ValueError):
             raise TypeError(f"flush_secs: expected a number of seconds, got {flush_secs!r}") from None
-        if not flush_secs > 0:
-            raise ValueError(f"flush_secs: must be positive, got {flush_secs}")
         self._log_dir = str(log_dir)
         self._max_queue = max_queue
         self._flush_secs = flush_secs
@@ -88,6 +85,7 @@ class FileWriter:
             break
         self._core = core
         self._closed = False
+        _lifecycle.track(self)
 
     def _ready(self) -> "_core.EventWriter":
         """The core writer to queue to, after the checks every record needs."""
@@ -161,7 +159,7 @@ class FileWriter:
         return self._core.stats()
 
 
-class SummaryWriter(StockKindsMixin):
+class SummaryWriter(_core.NativeWriter, StockKindsMixin):
     """Writes TensorBoard event files: a drop-in replacement for
     ``torch.utils.tensorboard.SummaryWriter``.
 
@@ -202,15 +200,6 @@ class SummaryWriter(StockKindsMixin):
         self.file_writer: Optional[FileWriter] = None
         self.all_writers: Optional[Dict[str, FileWriter]] = None
         self._closed_totals: Dict[str, int] = {}  # counters of the files close() let go of
-        # The native fast path of add_scalar: `_scalar_push(tag, value, step, walltime)` queues
-        # a plain scalar and returns True, or returns False for the general path to handle.
-        push, native_add_scalar = _core.scalar_fast_path(self)
-        self._scalar_push: Callable[[Any, Any, Any, Any], bool] = push
-        if type(self).add_scalar is SummaryWriter.add_scalar:
-            # Skips even the Python frame of add_scalar: a builtin with the same signature that
-            # hands anything but plain arguments to _add_scalar. Subclasses that override
-            # add_scalar keep their override.
-            self.add_scalar = native_add_scalar  # type: ignore[method-assign]
         self._get_file_writer()
 
     # -- writers -------------------------------------------------------------------------------
@@ -227,13 +216,13 @@ class SummaryWriter(StockKindsMixin):
             if self.purge_step is not None:
                 core.push_purge_markers(to_step(self.purge_step, "purge_step"), time.time(), time.time())
                 self.purge_step = None
-            _core.set_scalar_target(self._scalar_push, core)
+            _core.set_scalar_target(self, core)
         return self.file_writer
 
     def _main(self) -> "_core.EventWriter":
         """The main file's core writer, ready for a record (re-created after close or fork)."""
         core = self._get_file_writer()._ready()
-        _core.set_scalar_target(self._scalar_push, core)  # a new file after fork, say
+        _core.set_scalar_target(self, core)  # a new file after fork, say
         return core
 
     def get_logdir(self) -> PathLike:
@@ -247,7 +236,11 @@ class SummaryWriter(StockKindsMixin):
 
     # -- scalars -------------------------------------------------------------------------------
 
-    def add_scalar(
+    # add_scalar is native (csrc/fastcall.h): plain arguments are queued without a Python frame;
+    # everything else arrives at _add_scalar below, with the same arguments.
+    add_scalar = _core.add_scalar
+
+    def _add_scalar(
         self,
         tag: str,
         scalar_value: Any,
@@ -268,19 +261,11 @@ class SummaryWriter(StockKindsMixin):
             double_precision: With ``new_style``, keep the value as a double. (TensorBoard's
                 default data server does not show double-precision scalars.)
         """
-        # Plain arguments go straight to the native queue; anything else, and every error,
-        # takes the general path below.
-        if not new_style and self._scalar_push(tag, scalar_value, global_step, walltime):
-            return
         kind = (2 if double_precision else 1) if new_style else 0
         value = to_scalar(scalar_value)
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
         self._main().push_scalar(to_tag(tag), value, step, wall_time, kind)
-
-    # Where the native add_scalar of an instance (which shadows the method above) hands the calls
-    # it does not take: looked up on the class, so it reaches this Python method.
-    _add_scalar = add_scalar
 
     def add_scalars(
         self,
@@ -466,7 +451,7 @@ class SummaryWriter(StockKindsMixin):
             return
         writers = list(self.all_writers.values())
         self.file_writer = self.all_writers = None
-        _core.set_scalar_target(self._scalar_push, None)
+        _core.set_scalar_target(self, None)
         error: Optional[BaseException] = None
         for writer in writers:
             try:
