@@ -67,6 +67,7 @@ bool parse_size(const char* text, size_t* bytes) {
     const double number = std::strtod(text, &end);
     if (errno || end == text || !std::isfinite(number) || number <= 0) return false;
     const char* p = end;
+    while (*p == ' ') ++p;
     double scale = 1;
     static const char kUnits[] = "kmgt";  // binary: k is 2**10, m 2**20, ...
     if (*p) {

@@ -48,7 +48,7 @@ void Engine::run() {
         wake_pending_.store(false, std::memory_order_relaxed);
         // The queue is drained: everything logged so far goes to the OS now, so a killed process
         // loses at most what arrived during the last nap.
-        if (!dirty_.empty()) write_dirty(wall_clock_now(), false);
+        if (!dirty_.empty()) write_dirty(wall_clock_now(), false, false);
         drained_.store(asked, std::memory_order_release);
         if (!queue_.idle()) {
             std::this_thread::yield();  // a producer is half-way through a push
@@ -68,7 +68,7 @@ void Engine::drain_once(uint64_t* handled) {
             release(freed);
             freed = 0;
         }
-        if (*handled % kClockEvery == 0) write_dirty(wall_clock_now(), true);
+        if (*handled % kClockEvery == 0) write_dirty(wall_clock_now(), true, false);
     }
     release(freed);
 }
@@ -108,7 +108,7 @@ void Engine::handle_control(Item* item) {
     EventFile* f = item->file;
     const double now = wall_clock_now();
     if (!f) {
-        write_dirty(now, false);
+        write_dirty(now, false, true);
     } else if (item->kind == ItemKind::flush) {
         f->flush(now);  // stays in dirty_, where its now empty buffer costs nothing
     } else {
@@ -138,14 +138,17 @@ void Engine::mark_dirty(EventFile* f) {
     f->in_dirty_list = true;
 }
 
-void Engine::write_dirty(double now, bool only_due) {
+void Engine::write_dirty(double now, bool only_due, bool check_names) {
     size_t kept = 0;
     for (EventFile* f : dirty_) {
         if (only_due && now - f->last_write() < f->flush_secs()) {
             dirty_[kept++] = f;
             continue;
         }
-        f->write_out(now);
+        if (check_names)
+            f->flush(now);
+        else
+            f->write_out(now);
         f->in_dirty_list = false;
     }
     dirty_.resize(kept);
