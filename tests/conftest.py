@@ -6,8 +6,12 @@ from __future__ import annotations
 import glob
 import io
 import os
+import signal
 import struct
-from typing import List
+import subprocess
+import sys
+import textwrap
+from typing import Dict, List, Optional
 
 import crc32c
 import numpy as np
@@ -86,3 +90,32 @@ def accumulator(directory: str) -> event_accumulator.EventAccumulator:
 @pytest.fixture
 def logdir(tmp_path):
     return str(tmp_path / "run")
+
+
+def run_child(code: str, timeout: float = 120, env: Optional[Dict[str, str]] = None,
+              check: bool = True) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh interpreter: whatever could crash or hang does it there. Fails the
+    test (with the child's output) if the child hangs past `timeout` or, with `check`, if it
+    does not exit with status 0."""
+    full_env = dict(os.environ, **(env or {}))
+    try:
+        result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                                text=True, timeout=timeout, env=full_env)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"child hung for {timeout} s\nstdout:\n{exc.stdout}\nstderr:\n{exc.stderr}")
+    if check and result.returncode != 0:
+        how = (f"killed by {signal.Signals(-result.returncode).name}" if result.returncode < 0
+               else f"exit status {result.returncode}")
+        pytest.fail(f"child failed ({how})\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+def read_tree(directory: str) -> Dict[str, List[event_pb2.Event]]:
+    """Events of every event file under `directory`, by file, each checked record by record."""
+    out = {}
+    for root, _, names in os.walk(str(directory)):
+        for name in sorted(names):
+            if "tfevents" in name:
+                path = os.path.join(root, name)
+                out[path] = [event_pb2.Event.FromString(p) for p in read_records(path)]
+    return out

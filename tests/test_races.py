@@ -1,0 +1,143 @@
+"""Races between threads that share a writer: close() against a push waiting for room, against
+an image still being copied, and against flush(). Each runs in a child process (a crash there
+fails the test instead of the run) as a loop bounded in time, then every file is read back.
+
+FASTTB_RACE_SECONDS sets how long each loop runs (the sanitizer runs of CI shorten it)."""
+
+from __future__ import annotations
+
+import os
+
+from conftest import image_values, read_tree, run_child
+
+SECONDS = float(os.environ.get("FASTTB_RACE_SECONDS", "3"))
+
+
+def logged_records(root: str, prefix: str) -> int:
+    """Records after the first of each file under `root`/`prefix`*."""
+    total = 0
+    for path, events in read_tree(root).items():
+        if os.path.relpath(path, root).startswith(prefix):
+            assert events[0].file_version == "brain.Event:2", path
+            steps = [e.step for e in events[1:]]
+            assert steps == sorted(steps), path  # one logging thread per file: call order
+            total += len(events) - 1
+    return total
+
+
+def test_close_while_a_push_waits_for_room(tmp_path):
+    # A 4 KiB queue: the logging thread waits for room on most calls, so close() lands in the
+    # middle of those waits. Each wait that sees the writer close raises "Writer is closed";
+    # every call that returned is in a file.
+    result = run_child(f"""
+        import threading, time, fasttb
+        deadline = time.monotonic() + {SECONDS}
+        trials = logged = refused = 0
+        while time.monotonic() < deadline or trials < 3:
+            w = fasttb.SummaryWriter({str(tmp_path)!r} + f"/run{{trials}}")
+            done = [0, 0]
+            def log():
+                for i in range(5000):
+                    try:
+                        w.add_scalar("x", float(i), i)
+                        done[0] += 1
+                    except OSError as exc:
+                        assert "Writer is closed" in str(exc), exc
+                        done[1] += 1
+            t = threading.Thread(target=log)
+            t.start()
+            time.sleep(0.0005 * (trials % 8))
+            w.close()
+            t.join()
+            w.close()
+            logged += done[0]
+            refused += done[1]
+            trials += 1
+        print(trials, logged, refused)
+        """, env={"FASTTB_QUEUE_BYTES": "4096"})
+    trials, logged, refused = map(int, result.stdout.split())
+    assert trials >= 3 and logged + refused == 5000 * trials
+    assert logged_records(str(tmp_path), "run") == logged
+
+
+def test_close_while_an_image_is_copied(tmp_path):
+    # A 48 MB image is copied without the GIL; close() comes in the middle of the copy and a new
+    # writer opens at once. Before, the image could land in that other writer's file.
+    result = run_child(f"""
+        import threading, time, numpy as np, fasttb
+        image = np.zeros((3, 4000, 4000), np.uint8)
+        image[:, ::7, ::5] = 200
+        deadline = time.monotonic() + {SECONDS}
+        trials = logged = 0
+        while time.monotonic() < deadline or trials < 3:
+            w = fasttb.SummaryWriter({str(tmp_path)!r} + f"/images{{trials}}")
+            ok = []
+            def log():
+                try:
+                    w.add_image("im", image, trials)
+                    ok.append(1)
+                except OSError as exc:
+                    assert "Writer is closed" in str(exc), exc
+            t = threading.Thread(target=log)
+            t.start()
+            time.sleep(0.001 * (trials % 6))
+            w.close()
+            other = fasttb.SummaryWriter({str(tmp_path)!r} + f"/other{{trials}}")
+            other.add_scalar("o", 1.0, trials)
+            t.join()
+            other.close()
+            w.close()
+            logged += len(ok)
+            trials += 1
+        print(trials, logged)
+        """)
+    trials, logged = map(int, result.stdout.split())
+    assert trials >= 3
+    images = 0
+    for k in range(trials):
+        found = image_values(str(tmp_path / f"images{k}"))
+        images += len(found)
+        for step, tag, height, width, _, pixels in found:
+            assert (step, tag, height, width) == (k, "im", 4000, 4000)
+            assert pixels[::7, ::5].min() == 200 and pixels[1::7].max() == 0
+        assert image_values(str(tmp_path / f"other{k}")) == []
+    assert images == logged
+    assert logged_records(str(tmp_path), "other") == trials
+
+
+def test_flush_and_close_from_two_threads(tmp_path):
+    # Through the core directly and through SummaryWriter: one thread flushes over and over
+    # while another closes.
+    result = run_child(f"""
+        import os, threading, time, fasttb
+        from fasttb import _core
+        root = {str(tmp_path)!r}
+        deadline = time.monotonic() + {SECONDS}
+        trials = 0
+        while time.monotonic() < deadline or trials < 3:
+            core = _core.EventWriter(os.fsencode(f"{{root}}/core.{{trials}}.tfevents"), 120.0, False, time.time())
+            core.push_scalar("x", 1.0, trials, time.time())
+            w = fasttb.SummaryWriter(f"{{root}}/writer{{trials}}")
+            w.add_scalar("x", 1.0, trials)
+            start = threading.Barrier(3)
+            def flush_often(flush):
+                start.wait()
+                for _ in range(200):
+                    flush()
+            threads = [threading.Thread(target=flush_often, args=(f,)) for f in (core.flush, w.flush)]
+            for t in threads:
+                t.start()
+            start.wait()
+            time.sleep(0.0002 * (trials % 10))
+            core.close()
+            w.close()
+            for t in threads:
+                t.join()
+            trials += 1
+        print(trials)
+        """)
+    trials = int(result.stdout)
+    tree = read_tree(str(tmp_path))
+    assert len(tree) == 2 * trials
+    for path, events in tree.items():
+        assert [e.summary.value[0].tag for e in events[1:]] == ["x"], path
