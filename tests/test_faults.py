@@ -14,7 +14,6 @@ import pytest
 from conftest import event_files, image_values, read_events, read_records, run_child
 from tensorboard.compat.proto import event_pb2
 
-import fasttb
 from fasttb import SummaryWriter, _core
 
 # A child's snippet: the size of its address space, to set RLIMIT_AS just above it.
@@ -222,7 +221,7 @@ def test_a_removed_run_directory_is_reported_at_exit(tmp_path):
 def test_control_records_get_through_a_queue_over_its_bound(tmp_path):
     # One item larger than the whole bound puts the queue over it. A new file's first record and
     # a dropped writer's close must still get through (before: refused, and the refusal ignored).
-    result = run_child(f"""
+    run_child(f"""
         import gc, os, fasttb
         from fasttb import _core
         from tensorboard.compat.proto import event_pb2

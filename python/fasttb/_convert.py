@@ -29,6 +29,10 @@ class ArgumentOverflowError(ValueError, OverflowError):
     """A number too large for a float (the stock writer raises OverflowError)."""
 
 
+class ArgumentZeroDivisionError(ValueError, ZeroDivisionError):
+    """A zero where the stock writer divides by it (and raises ZeroDivisionError)."""
+
+
 def _is_torch_tensor(value: Any) -> bool:
     # The module name is checked first so that numpy and Python inputs never import torch.
     if not type(value).__module__.startswith("torch"):
@@ -87,6 +91,8 @@ def to_step(global_step: Any, argument: str = "global_step") -> int:
     except (TypeError, ValueError) as exc:
         kind = TypeError if isinstance(exc, TypeError) else ValueError
         raise kind(f"{argument}: expected an integer, got {global_step!r}") from None
+    except OverflowError:  # int(inf)
+        raise ArgumentOverflowError(f"{argument}: expected an integer, got {global_step!r}") from None
     if not _INT64_MIN <= step <= _INT64_MAX:
         raise ValueError(f"{argument}: {step} is out of the int64 range of Event.step")
     return step
@@ -102,6 +108,8 @@ def to_walltime(walltime: Any, argument: str = "walltime") -> float:
         return float(walltime)
     except (TypeError, ValueError):
         raise TypeError(f"{argument}: expected a number of seconds, got {walltime!r}") from None
+    except OverflowError:
+        raise ArgumentOverflowError(f"{argument}: {walltime!r} is too large for a float") from None
 
 
 def to_scalar(value: Any, argument: str = "scalar_value") -> float:

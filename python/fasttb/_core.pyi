@@ -1,6 +1,6 @@
 """Type stubs of fasttb's compiled core (csrc/module.cc)."""
 
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 

@@ -13,7 +13,7 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
-from ._convert import make_np
+from ._convert import ArgumentOverflowError, ArgumentZeroDivisionError, make_np
 
 # Number of bins of the default "tensorflow" edges (SPEC §4.1).
 _DEFAULT_NUM_BINS = 1548
@@ -53,8 +53,8 @@ def histogram_request(values: Any, bins: Any, max_bins: Any) -> tuple:
     encoding.
 
     Raises what the stock writer raises: ``NotImplementedError`` for lists and other non-arrays,
-    ``ValueError("The input has no element.")`` for empty input, ``ZeroDivisionError`` for
-    ``max_bins=0``, numpy's errors for bad ``bins``; plus ``TypeError`` naming ``values`` for
+    ``ValueError("The input has no element.")`` for empty input, ``ZeroDivisionError`` (also a
+    ``ValueError``) for ``max_bins=0``, numpy's errors for bad ``bins``; plus ``TypeError`` naming ``values`` for
     arrays that cannot become float64 and ``TypeError``/``ValueError`` naming ``max_bins`` where
     the stock writer would fail inside numpy.
     """
@@ -76,6 +76,8 @@ def _to_float64(arr: np.ndarray) -> np.ndarray:
             f"values: an array of dtype {arr.dtype} cannot be converted to float64 for a "
             f"histogram ({exc})"
         ) from exc
+    except OverflowError as exc:  # Python ints of an object array beyond a double's range
+        raise ArgumentOverflowError(f"values: holds a number too large for a float ({exc})") from exc
 
 
 def _native_array(arr: np.ndarray) -> np.ndarray:
@@ -122,7 +124,7 @@ def _group_size(num_bins: int, max_bins: Any) -> int:
             f"max_bins: expected an int or None, got {type(max_bins).__name__}"
         ) from None
     if m == 0:
-        raise ZeroDivisionError("max_bins: must be positive, got 0")
+        raise ArgumentZeroDivisionError("max_bins: must be positive, got 0")
     if m < 0:
         raise ValueError(f"max_bins: must be positive, got {m}")
     return num_bins // m

@@ -259,8 +259,11 @@ def figure_to_chw_uint8(figure: Any, close: bool = True) -> np.ndarray:
     :func:`images_to_hwc_uint8` (``"NCHW"``). Only a ``list`` counts as several figures.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     def render(fig: Any) -> np.ndarray:
+        if not isinstance(fig, Figure):
+            raise TypeError(f"figure: expected a matplotlib Figure or a list of them, got {type(fig).__name__}")
         canvas = FigureCanvasAgg(fig)
         canvas.draw()
         rgba = np.frombuffer(canvas.buffer_rgba(), dtype=np.uint8)
@@ -273,7 +276,12 @@ def figure_to_chw_uint8(figure: Any, close: bool = True) -> np.ndarray:
         return chw
 
     if isinstance(figure, list):
-        return np.stack([render(f) for f in figure])
+        if not figure:
+            raise ValueError("figure: the list holds no figures")
+        images = [render(f) for f in figure]
+        if len({image.shape for image in images}) > 1:
+            raise ImageFormatError("figure: the figures of a list must all have the same size")
+        return np.stack(images)
     return render(figure)
 
 

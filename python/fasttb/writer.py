@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import numpy as np
 
 from . import _core, _lifecycle
-from ._convert import make_np, to_scalar, to_step, to_tag, to_walltime
+from ._convert import ArgumentOverflowError, make_np, to_scalar, to_step, to_tag, to_walltime
 from ._histogram import histogram_request
 from ._image import (figure_to_chw_uint8, image_to_hwc_uint8, image_with_boxes_to_hwc_uint8,
                      images_to_hwc_uint8, native_layout)
@@ -492,6 +492,8 @@ def _doubles(values: Any, argument: str) -> list:
         return [float(v) for v in values]
     except TypeError:
         raise TypeError(f"{argument}: expected a sequence of numbers, got {values!r}") from None
+    except OverflowError:
+        raise ArgumentOverflowError(f"{argument}: holds a number too large for a float") from None
 
 
 def _is_array_like(values: Any) -> bool:
@@ -507,3 +509,5 @@ def _double_or_zero(value: Any, argument: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{argument}: expected a number, got {value!r}") from None
+    except OverflowError:
+        raise ArgumentOverflowError(f"{argument}: {value!r} is too large for a float") from None
