@@ -25,11 +25,16 @@ def masked(data: bytes) -> int:
     return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+# Records read back and checked by this test session, reported at its end.
+checked = {"records": 0, "files": 0}
+
+
 def read_records(path: str, allow_torn_tail: bool = False) -> List[bytes]:
     """Every record payload of one event file; fails on a bad CRC, and on a torn final record
     unless `allow_torn_tail` (what a killed process may leave)."""
     with open(path, "rb") as f:
         data = f.read()
+    checked["files"] += 1
     out, pos = [], 0
     while pos < len(data):
         if allow_torn_tail and (pos + 12 > len(data) or pos + 16 + struct.unpack_from("<Q", data, pos)[0] > len(data)):
@@ -45,6 +50,7 @@ def read_records(path: str, allow_torn_tail: bool = False) -> List[bytes]:
         assert data_crc == masked(payload), f"{path}: bad data CRC at {pos}"
         out.append(payload)
         pos = end + 4
+    checked["records"] += len(out)
     return out
 
 
@@ -119,3 +125,8 @@ def read_tree(directory: str) -> Dict[str, List[event_pb2.Event]]:
                 path = os.path.join(root, name)
                 out[path] = [event_pb2.Event.FromString(p) for p in read_records(path)]
     return out
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f"fasttb: {checked['records']:,} records in {checked['files']:,} "
+                                "event files read back with their CRCs checked")
