@@ -129,26 +129,45 @@ Status EventWriter::push_waiting(Item* item, CallerLock& lock, bool* queued) {
     return {};
 }
 
-Status EventWriter::wait(Completion* done, CallerLock& lock) {
-    const bool finished = wait_released(lock, [done](std::chrono::milliseconds slice) {
+namespace {
+
+// A flush or close item carrying a completion, referenced once by the item and once by the
+// caller (*done). nullptr, with nothing left to free, when memory runs out.
+Item* control_item(BlockPool& pool, ItemKind kind, EventFile* file, Completion** done) {
+    Completion* completion = Completion::make();
+    Item* item = completion ? Item::make(pool, kind, file, {}, 0) : nullptr;
+    if (!item) {
+        if (completion) completion->release();
+        return nullptr;
+    }
+    item->done = completion->add_ref();
+    *done = completion;
+    return item;
+}
+
+// Waits without the lock for `done`, then lets the caller's reference go. False if interrupted.
+bool finished(Completion* done, CallerLock& lock) {
+    const bool ok = wait_released(lock, [done](std::chrono::milliseconds slice) {
         return done->wait_for(slice);
     });
     done->release();
-    return finished ? error() : Status::interrupted();
+    return ok;
+}
+
+}  // namespace
+
+Status EventWriter::wait(Completion* done, CallerLock& lock) {
+    return finished(done, lock) ? error() : Status::interrupted();
 }
 
 Status EventWriter::flush(CallerLock& lock) {
     if (stale()) return {};
     if (closing_.load(std::memory_order_relaxed))
         return close_done_ ? wait(close_done_->add_ref(), lock) : error();
-    Completion* done = Completion::make();
-    Item* item = done ? make_item(ItemKind::flush, {}, 0) : nullptr;
-    if (!item) {
-        if (done) done->release();
-        return Status::no_memory();
-    }
-    item->done = done->add_ref();
-    engine_->push_control(item);  // under the lock, right after make_item: the file is open
+    Completion* done = nullptr;
+    Item* item = control_item(engine_->pool(), ItemKind::flush, file_, &done);
+    if (!item) return Status::no_memory();
+    engine_->push_control(item);  // under the lock, right after it was made: the file is open
     return wait(done, lock);
 }
 
@@ -159,13 +178,9 @@ Status EventWriter::close(CallerLock& lock) {
     }
     if (closing_.load(std::memory_order_relaxed))
         return close_done_ ? wait(close_done_->add_ref(), lock) : error();
-    Completion* done = Completion::make();
-    Item* item = done ? make_item(ItemKind::close, {}, 0) : nullptr;
-    if (!item) {
-        if (done) done->release();
-        return Status::no_memory();  // still open: a later close() can try again
-    }
-    item->done = done->add_ref();
+    Completion* done = nullptr;
+    Item* item = control_item(engine_->pool(), ItemKind::close, file_, &done);
+    if (!item) return Status::no_memory();  // still open: a later close() can try again
     close_done_ = done->add_ref();
     file_ = nullptr;
     closing_.store(true, std::memory_order_seq_cst);
@@ -183,19 +198,11 @@ Status EventWriter::close(CallerLock& lock) {
 Status flush_all_files(CallerLock& lock) {
     Engine* engine = Engine::current();
     if (!engine) return {};
-    Completion* done = Completion::make();
-    Item* item = done ? Item::make(engine->pool(), ItemKind::flush, nullptr, {}, 0) : nullptr;
-    if (!item) {
-        if (done) done->release();
-        return Status::no_memory();
-    }
-    item->done = done->add_ref();
+    Completion* done = nullptr;
+    Item* item = control_item(engine->pool(), ItemKind::flush, nullptr, &done);
+    if (!item) return Status::no_memory();
     engine->push_control(item);
-    const bool finished = wait_released(lock, [done](std::chrono::milliseconds slice) {
-        return done->wait_for(slice);
-    });
-    done->release();
-    return finished ? Status{} : Status::interrupted();
+    return finished(done, lock) ? Status{} : Status::interrupted();
 }
 
 }  // namespace fasttb
