@@ -83,19 +83,32 @@ def test_a_thread_that_cannot_start_is_reported_and_tried_again(tmp_path):
     assert [e.summary.value[0].simple_value for e in read_events(str(tmp_path / "b"))[1:]] == [1.0]
 
 
-def test_memory_running_out_on_the_worker_fails_the_file_not_the_process(tmp_path):
-    # Room for the caller's copy of a 27 MB image but not for the worker's PNG scratch space.
+# What runs out of memory on the worker: the PNG encoder's scratch space (it reports failure), or
+# the file's buffer growing by a 30 MB record (std::bad_alloc, which aborted the process before).
+# The caller's copy of the input fits in what is left; the worker's needs do not.
+OUT_OF_MEMORY = {
+    "png": ("big = np.random.default_rng(1).integers(0, 255, (3, 3000, 3000), dtype=np.uint8)",
+            "w.add_image('big', big, 1)"),
+    "bad_alloc": ("from tensorboard.compat.proto import event_pb2\n"
+                  "big = event_pb2.Event(step=1, graph_def=b'1' * (30 << 20)).SerializeToString()",
+                  "w.file_writer._ready().push_event(big)"),
+}
+
+
+@pytest.mark.parametrize("what", OUT_OF_MEMORY)
+def test_memory_running_out_on_the_worker_fails_the_file_not_the_process(tmp_path, what):
     # Before, the encoder's failure was ignored and the previous image's PNG was written under the
-    # new tag; allocation failures elsewhere on the worker aborted the process.
+    # new tag, and std::bad_alloc on the worker aborted the process.
+    prepare, log = OUT_OF_MEMORY[what]
     result = run_child(VM_SIZE + dedent(f"""
         import errno, resource, sys, numpy as np, fasttb
         w = fasttb.SummaryWriter({str(tmp_path)!r})
         w.add_image("small", np.full((3, 64, 64), 0.5, np.float32), 0)
         w.flush()
-        big = np.random.default_rng(1).integers(0, 255, (3, 3000, 3000), dtype=np.uint8)
+        PREPARE
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (vm_size() + (40 << 20), hard))
-        w.add_image("big", big, 1)
+        {log}
         try:
             w.flush()
         except OSError as exc:
@@ -110,10 +123,12 @@ def test_memory_running_out_on_the_worker_fails_the_file_not_the_process(tmp_pat
             w.close()
         except OSError as exc:
             assert exc.errno == errno.ENOMEM
-        """), timeout=60)
+        """).replace("PREPARE", prepare), timeout=60)
     assert "cannot encode a record" in result.stdout
     [(step, tag, height, width, _, pixels)] = image_values(str(tmp_path))
     assert (step, tag, height, width) == (0, "small", 64, 64) and (pixels == 127).all()
+    events = read_events(str(tmp_path))
+    assert [v.tag for e in events for v in e.summary.value] == ["small"] and not any(e.graph_def for e in events)
 
 
 @pytest.mark.parametrize("view", [lambda b: memoryview(b)[::-1], lambda b: memoryview(b)[::2],
