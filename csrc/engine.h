@@ -94,6 +94,7 @@ private:
     void drain_once(uint64_t* handled);
     void handle(Item* item);
     void handle_control(Item* item);
+    void handle_side_file(Item* item);
     void retire(Item* item);
     void mark_dirty(EventFile* f);
     // only_due: just the files whose flush_secs have passed; check_names: see EventFile::flush.

@@ -2,42 +2,16 @@
 // because protobuf prefixes every sub-message with its length.
 #include "event.h"
 
-#include "wire.h"
+#include "event_wire.h"
 
 namespace fasttb {
 namespace {
 
-using namespace wire;
+using namespace event_wire;
 
 constexpr std::string_view kFileVersion = "brain.Event:2";
 constexpr std::string_view kWriterName = "tensorboard.summary.writer.event_file_writer";
 constexpr std::string_view kScalarsPlugin = "scalars";
-
-// Event fields.
-constexpr uint32_t kWallTime = 1, kStep = 2, kFileVersionField = 3, kSummary = 5,
-                   kSessionLog = 7, kSourceMetadata = 10;
-// Summary and Summary.Value fields.
-constexpr uint32_t kValue = 1, kTag = 1, kSimpleValue = 2, kImage = 4, kHisto = 5, kTensor = 8,
-                   kMetadata = 9;
-
-size_t tag_size(std::string_view tag) { return tag.empty() ? 0 : delimited_size(tag.size()); }
-
-void put_tag(std::string& out, std::string_view tag) {
-    if (!tag.empty()) put_bytes_field(out, kTag, tag.data(), tag.size());
-}
-
-void put_envelope(std::string& out, double wall_time, int64_t step) {
-    put_double_field(out, kWallTime, wall_time);
-    put_int64_field(out, kStep, step);
-}
-
-// Event{wall_time, step, summary{value{<value_body>}}}: writes everything up to the value body.
-void put_summary_prefix(std::string& out, double wall_time, int64_t step, size_t value_body) {
-    const size_t summary_body = delimited_size(value_body);
-    put_envelope(out, wall_time, step);
-    put_delimited_header(out, kSummary, summary_body);
-    put_delimited_header(out, kValue, value_body);
-}
 
 size_t packed_doubles_size(size_t count) { return count ? delimited_size(8 * count) : 0; }
 
@@ -45,14 +19,6 @@ void put_packed_doubles(std::string& out, uint32_t field, const std::vector<doub
     if (v.empty()) return;
     put_delimited_header(out, field, 8 * v.size());
     for (double d : v) put_fixed64(out, double_bits(d));
-}
-
-size_t int32_field_size(uint32_t v) { return v ? 1 + varint_size(v) : 0; }
-
-void put_int32_field(std::string& out, uint32_t field, uint32_t v) {
-    if (!v) return;
-    put_varint(out, key(field, kVarint));
-    put_varint(out, v);
 }
 
 }  // namespace
@@ -85,8 +51,7 @@ void encode_scalar_event(std::string& out, double wall_time, int64_t step, std::
     // New-style scalar: a rank-0 TensorProto plus metadata naming the scalars plugin.
     const bool dbl = kind == ScalarKind::tensor_double;
     const size_t tensor_body = 2 + (dbl ? delimited_size(8) : delimited_size(4));
-    const size_t plugin_data = delimited_size(kScalarsPlugin.size());
-    const size_t metadata_body = delimited_size(plugin_data);
+    const size_t metadata_body = plugin_metadata_body(kScalarsPlugin, 0);
     put_summary_prefix(out, wall_time, step,
                        tag_size(tag) + delimited_size(tensor_body) + delimited_size(metadata_body));
     put_tag(out, tag);
@@ -99,9 +64,7 @@ void encode_scalar_event(std::string& out, double wall_time, int64_t step, std::
         put_delimited_header(out, 5, 4);  // float_val, packed
         put_fixed32(out, float_bits(static_cast<float>(value)));
     }
-    put_delimited_header(out, kMetadata, metadata_body);
-    put_delimited_header(out, 1, plugin_data);  // plugin_data
-    put_bytes_field(out, 1, kScalarsPlugin.data(), kScalarsPlugin.size());
+    put_plugin_metadata(out, kScalarsPlugin, {});
 }
 
 void encode_summary_event(std::string& out, double wall_time, int64_t step,

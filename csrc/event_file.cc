@@ -59,7 +59,8 @@ EventFile::~EventFile() {
     if (fd_ >= 0) ::close(fd_);
 }
 
-void EventFile::fail(int err, const char* context, bool keep_buffered, double now) {
+void EventFile::fail(int err, const char* context, bool keep_buffered, double now,
+                     std::string_view other_path) {
     if (failed_) return;
     if (keep_buffered) {
         write_out(now);
@@ -69,7 +70,7 @@ void EventFile::fail(int err, const char* context, bool keep_buffered, double no
     state_->lost.fetch_add(pending_records_, std::memory_order_relaxed);
     pending_records_ = 0;
     std::string().swap(buffer_);
-    state_->fail(err, context);
+    state_->fail(err, context, other_path);
 }
 
 // A write stopped after `written` bytes of the buffer: keep every whole record that reached the

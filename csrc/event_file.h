@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace fasttb {
 
@@ -23,12 +24,14 @@ struct FileState {
 
     // errno of the first failure, 0 while healthy; set once, by the worker.
     std::atomic<int> error{0};
-    std::string error_context;  // written before `error` is published (release/acquire)
+    std::string error_context;  // both written before `error` is published (release/acquire)
+    std::string error_path;     // the file that failed when it is not this one (a side file)
     std::atomic<bool> reported{false};  // the error has been raised to the caller at least once
 
-    void fail(int err, const char* context) {
+    void fail(int err, const char* context, std::string_view other_path) {
         if (error.load(std::memory_order_relaxed) != 0) return;
         error_context = context;
+        error_path = other_path;
         error.store(err, std::memory_order_release);
     }
 };
@@ -59,9 +62,11 @@ public:
     void close(double now);
 
     // The one way a file fails: records buffered before the failure are written when `keep` is
-    // set (an encoder failed) and counted lost otherwise (the file did); every later record is
-    // counted lost; the caller sees `err` on its next call.
-    void fail(int err, const char* context, bool keep_buffered, double now);
+    // set (an encoder or a side file failed) and counted lost otherwise (the file did); every
+    // later record is counted lost; the caller sees `err` on its next call, naming `other_path`
+    // when a side file failed, this file otherwise.
+    void fail(int err, const char* context, bool keep_buffered, double now,
+              std::string_view other_path = {});
 
 private:
     EventFile(int fd, double flush_secs, std::shared_ptr<FileState> state);

@@ -19,16 +19,6 @@
 
 namespace fasttb {
 
-size_t dtype_size(DType t) {
-    switch (t) {
-        case DType::f16: case DType::i16: case DType::u16: return 2;
-        case DType::f32: case DType::i32: case DType::u32: return 4;
-        case DType::f64: case DType::i64: case DType::u64: return 8;
-        case DType::i8: case DType::u8: case DType::boolean: return 1;
-    }
-    return 1;
-}
-
 namespace {
 
 constexpr size_t kNumPositive = 774;
@@ -47,12 +37,6 @@ inline uint64_t bits_of(double x) {
     uint64_t b;
     std::memcpy(&b, &x, sizeof b);
     return b;
-}
-
-inline double double_from_bits(uint64_t b) {
-    double x;
-    std::memcpy(&x, &b, sizeof x);
-    return x;
 }
 
 inline float float_from_bits(uint32_t b) {
@@ -168,19 +152,6 @@ inline size_t bin_of(const CellTables& t, float x) {
 struct Half {
     uint16_t bits;
 };
-
-inline double half_to_double(uint16_t h) {
-    const uint64_t sign = static_cast<uint64_t>(h >> 15) << 63;
-    const uint32_t exp = (h >> 10) & 0x1f;
-    const uint64_t mant = h & 0x3ff;
-    if (exp == 0) {
-        // Subnormal halves are mant * 2^-24, exactly representable.
-        const double m = static_cast<double>(mant) * 0x1p-24;
-        return sign ? -m : m;
-    }
-    const uint64_t dexp = exp == 0x1f ? 0x7ff : exp - 15 + 1023;
-    return double_from_bits(sign | (dexp << 52) | (mant << 42));
-}
 
 // memcpy loads keep unaligned caller buffers defined behaviour; compilers emit plain loads.
 template <class T>

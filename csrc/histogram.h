@@ -7,12 +7,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "dtype.h"
+
 namespace fasttb {
-
-// Element types a histogram input may arrive in (copied verbatim from the caller's array).
-enum class DType : uint8_t { f16, f32, f64, i8, i16, i32, i64, u8, u16, u32, u64, boolean };
-
-size_t dtype_size(DType t);
 
 struct Histogram {
     double min = 0, max = 0, num = 0, sum = 0, sum_squares = 0;

@@ -11,8 +11,8 @@
 #include <mutex>
 #include <string_view>
 
+#include "dtype.h"
 #include "event.h"
-#include "histogram.h"
 #include "queue.h"
 
 namespace fasttb {
@@ -29,6 +29,13 @@ enum class ItemKind : uint8_t {
     histogram,       // payload: `count` values of `dtype`
     histogram_raw,   // payload: `count` bucket limits then `count` counts, as doubles
     image,           // payload: height x width x channels uint8 pixels
+    text,            // payload: the text (UTF-8)
+    pr_curve,        // payload: PrCurveParams, then its arrays (kind_params.h)
+    audio,           // payload: AudioParams, then the samples
+    video,           // payload: VideoParams, then the frames
+    side_bytes,      // not a record: write the payload to the file named by the tag
+    side_tsv,        // not a record: TsvParams and a matrix, written as tensors.tsv to the tag
+    side_sprite,     // not a record: SpriteParams and images, written as sprite.png to the tag
     flush,           // write the file (every file when `file` is null) and signal `done`
     close,           // flush, close and delete the file, then signal `done`
 };

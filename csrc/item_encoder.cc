@@ -5,8 +5,11 @@
 #include <cstring>
 
 #include "event.h"
+#include "gif.h"
+#include "plugin_events.h"
 #include "png.h"
 #include "record.h"
+#include "side_files.h"
 
 namespace fasttb {
 
@@ -61,9 +64,35 @@ int append_record(const Item& item, std::string& out, std::string& png) {
             if (png.capacity() > (size_t(8) << 20)) std::string().swap(png);
             break;
         }
+        case ItemKind::text:
+            encode_text_event(out, item.wall_time, item.step, item.tag(), payload);
+            break;
+        case ItemKind::pr_curve: {
+            const auto params = read_params<PrCurveParams>(item.payload());
+            encode_pr_curve_event(out, item.wall_time, item.step, item.tag(), params,
+                                  item.payload() + params_end(sizeof params));
+            break;
+        }
+        case ItemKind::audio: {
+            const auto params = read_params<AudioParams>(item.payload());
+            encode_audio_event(out, item.wall_time, item.step, item.tag(), params,
+                               item.payload() + params_end(sizeof params));
+            break;
+        }
+        case ItemKind::video: {
+            const auto p = read_params<VideoParams>(item.payload());
+            const auto* frames = reinterpret_cast<const uint8_t*>(item.payload() + params_end(sizeof p));
+            if (!encode_gif(frames, p.frames, p.height, p.width, p.channels, p.fps, &png)) return ENOMEM;
+            encode_image_event(out, item.wall_time, item.step, item.tag(), p.height, p.width, p.channels, png);
+            if (png.capacity() > (size_t(8) << 20)) std::string().swap(png);
+            break;
+        }
+        case ItemKind::side_bytes:
+        case ItemKind::side_tsv:
+        case ItemKind::side_sprite:
         case ItemKind::flush:
         case ItemKind::close:
-            return EINVAL;  // control items make no record (the worker handles them itself)
+            return EINVAL;  // no record: the worker handles these itself
     }
     if (out.size() - start - kRecordHeader > kMaxRecordPayload) return EFBIG;
     end_record(out, start);
@@ -75,6 +104,41 @@ const char* encoding_failure(int err) {
         case ENOMEM: return "cannot encode a record";
         case EFBIG: return "a record is larger than the 2 GiB any reader accepts";
         default: return "internal error while encoding a record";
+    }
+}
+
+}  // namespace fasttb
+
+namespace fasttb {
+
+bool is_side_file(ItemKind kind) {
+    return kind == ItemKind::side_bytes || kind == ItemKind::side_tsv || kind == ItemKind::side_sprite;
+}
+
+int write_side_file(const Item& item, std::string& scratch) {
+    const std::string path(item.tag());
+    const char* payload = item.payload();
+    switch (item.kind) {
+        case ItemKind::side_tsv: {
+            const auto params = read_params<TsvParams>(payload);
+            scratch.clear();
+            append_tsv(scratch, params, payload + params_end(sizeof params));
+            const int err = write_file(path, scratch.data(), scratch.size());
+            if (scratch.capacity() > (size_t(8) << 20)) std::string().swap(scratch);
+            return err;
+        }
+        case ItemKind::side_sprite: {
+            const auto params = read_params<SpriteParams>(payload);
+            std::vector<uint8_t> pixels;
+            sprite_pixels(params, payload + params_end(sizeof params), &pixels);
+            const uint32_t side = params.columns * params.width;
+            if (!encode_png(pixels.data(), side, side, 3, &scratch)) return ENOMEM;
+            const int err = write_file(path, scratch.data(), scratch.size());
+            if (scratch.capacity() > (size_t(8) << 20)) std::string().swap(scratch);
+            return err;
+        }
+        default:
+            return write_file(path, payload, item.payload_len);
     }
 }
 

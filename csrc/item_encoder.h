@@ -21,4 +21,10 @@ int append_record(const Item& item, std::string& out, std::string& png);
 // The errno's explanation as the worker reports it with the file's path.
 const char* encoding_failure(int err);
 
+// Side files (add_embedding's): items that make no record but write a file of their own, named
+// by their tag. write_side_file makes it (its text or PNG in `scratch`) and writes it; 0 or an
+// errno. Throws only std::bad_alloc.
+bool is_side_file(ItemKind kind);
+int write_side_file(const Item& item, std::string& scratch);
+
 }  // namespace fasttb

@@ -14,12 +14,14 @@
 #include "engine.h"
 #include "event.h"
 #include "fastcall.h"
+#include "gif.h"
 #include "histogram.h"
 #include "pixels.h"
 #include "png.h"
 #include "producer.h"
 #include "python_interop.h"
 #include "record.h"
+#include "side_files.h"
 #include "writer.h"
 
 namespace py = pybind11;
@@ -50,13 +52,14 @@ void require_contiguous(const py::array& a, const char* name) {
         throw py::value_error(std::string(name) + ": must be a C-contiguous array");
 }
 
-fasttb::DType histogram_dtype(const py::array& a) {
+// The element type of a native-endian numeric array; `argument` names it in errors.
+fasttb::DType array_dtype(const py::array& a, const char* argument = "values") {
     const py::dtype dt = a.dtype();
     const char kind = dt.kind();
     const auto size = dt.itemsize();
     using fasttb::DType;
     if (!dt.attr("isnative").cast<bool>() && size > 1)
-        throw py::type_error("values: byte-swapped arrays are not supported; use values.astype(values.dtype.newbyteorder('='))");
+        throw py::type_error(std::string(argument) + ": byte-swapped arrays are not supported");
     if (kind == 'f' && size == 2) return DType::f16;
     if (kind == 'f' && size == 4) return DType::f32;
     if (kind == 'f' && size == 8) return DType::f64;
@@ -69,7 +72,13 @@ fasttb::DType histogram_dtype(const py::array& a) {
     if (kind == 'u' && size == 2) return DType::u16;
     if (kind == 'u' && size == 4) return DType::u32;
     if (kind == 'u' && size == 8) return DType::u64;
-    throw py::type_error("values: unsupported dtype " + std::string(py::str(dt)));
+    throw py::type_error(std::string(argument) + ": unsupported dtype " + std::string(py::str(dt)));
+}
+
+// A C-contiguous numeric array as the core's Array.
+fasttb::Array array_of(const py::array& a, const char* argument) {
+    require_contiguous(a, argument);
+    return {a.data(), size_t(a.size()), array_dtype(a, argument)};
 }
 
 // A 1-D C-contiguous array of a supported dtype.
@@ -176,7 +185,7 @@ void register_encoders(py::module_& m) {
     }, py::arg("wall_time"), py::arg("step") = 0, py::arg("with_source") = true);
     m.def("tf_histogram", [](const py::array& values, int64_t max_bins) {
         require_histogram_values(values);
-        const auto type = histogram_dtype(values);
+        const auto type = array_dtype(values);
         const size_t n = size_t(values.size());
         if (n == 0) throw py::value_error("The input has no element.");
         if (fasttb::tensorflow_histogram_is_empty(values.data(), n, type, max_bins))
@@ -210,6 +219,30 @@ void register_encoders(py::module_& m) {
     }, py::arg("pixels"), py::arg("planar") = false,
        "PNG bytes of an (height, width, channels) uint8 image, or with planar=True of a "
        "(channels, height, width) one, interleaved as it is encoded (one channel is stored as RGB).");
+    m.def("tsv_text", [](const py::array& matrix) {
+        if (matrix.ndim() != 2) throw py::value_error("matrix: must be a 2-D array");
+        const fasttb::Array m = array_of(matrix, "matrix");
+        fasttb::TsvParams params{uint64_t(matrix.shape(0)), uint64_t(matrix.shape(1)), m.type};
+        std::string out;
+        fasttb::append_tsv(out, params, static_cast<const char*>(m.data));
+        return py::bytes(out);
+    }, py::arg("matrix"), "tensors.tsv of a 2-D array: str() of every element, as Python writes it.");
+    m.def("encode_gif", [](const py::array& frames, double fps) {
+        require_contiguous(frames, "frames");
+        if (!py::array_t<uint8_t>::check_(frames) || frames.ndim() != 4)
+            throw py::value_error("frames: must be a uint8 array of shape (frames, height, width, channels)");
+        const auto* data = static_cast<const uint8_t*>(frames.data());
+        const auto dim = [&](int i) { return uint32_t(frames.shape(i)); };
+        std::string out;
+        bool ok;
+        {
+            PythonLock lock;
+            fasttb::Unlocked unlocked(lock);
+            ok = fasttb::encode_gif(data, dim(0), dim(1), dim(2), dim(3), fps, &out);
+        }
+        if (!ok) throw py::value_error("frames: 1 or 3 channels, 1 to 65535 pixels high and wide");
+        return py::bytes(out);
+    }, py::arg("frames"), py::arg("fps"), "An animated GIF of uint8 (T, H, W, C) frames, as add_video makes it.");
     m.def("scale_to_uint8", [](const py::array& values) {
         require_contiguous(values, "values");
         PixelType type = PixelType::u8;
@@ -248,13 +281,13 @@ void register_writer(py::module_& m) {
            py::arg("kind") = 0)
         .def("push_event", [](EventWriter& w, const py::bytes& event) {
             PythonLock lock;
-            raise_if_failed(fasttb::push_serialized(w, ItemKind::event, std::string_view(event), 0, 0, lock));
+            raise_if_failed(fasttb::push_bytes(w, ItemKind::event, {}, std::string_view(event), 0, 0, lock));
         }, py::arg("event"), "Queue a serialized Event as it is.")
         .def("push_summary", [](EventWriter& w, const py::bytes& summary, int64_t step,
                                 double wall_time) {
             PythonLock lock;
-            raise_if_failed(fasttb::push_serialized(w, ItemKind::summary, std::string_view(summary), step,
-                                                    wall_time, lock));
+            raise_if_failed(fasttb::push_bytes(w, ItemKind::summary, {}, std::string_view(summary), step,
+                                               wall_time, lock));
         }, py::arg("summary"), py::arg("step"), py::arg("wall_time"))
         .def("push_purge_markers", [](EventWriter& w, int64_t step, double first_wall_time,
                                       double second_wall_time) {
@@ -265,7 +298,7 @@ void register_writer(py::module_& m) {
         .def("push_histogram", [](EventWriter& w, const py::str& tag, const py::array& values,
                                   int64_t max_bins, int64_t step, double wall_time) {
             require_histogram_values(values);
-            const auto type = histogram_dtype(values);
+            const auto type = array_dtype(values);
             PythonLock lock;
             raise_if_failed(fasttb::push_histogram(w, utf8(tag), values.data(), size_t(values.size()),
                                                    type, max_bins, step, wall_time, lock));
@@ -306,6 +339,70 @@ void register_writer(py::module_& m) {
            "Queue a (channels, height, width) image as it is (uint8, or float scaled as the stock "
            "writer scales it): the worker interleaves the planes (one plane is stored as RGB), so "
            "the caller pays one pass over its array.")
+        .def("push_text", [](EventWriter& w, const py::str& tag, const py::str& text, int64_t step,
+                             double wall_time) {
+            PythonLock lock;
+            raise_if_failed(fasttb::push_bytes(w, ItemKind::text, utf8(tag), utf8(text), step, wall_time, lock));
+        }, py::arg("tag"), py::arg("text"), py::arg("step"), py::arg("wall_time"),
+           "Queue a text summary (tag + '/text_summary', rendered as Markdown by TensorBoard).")
+        .def("push_pr_curve", [](EventWriter& w, const py::str& tag, const py::array& predictions,
+                                 const py::array& labels, const py::object& weights, double weight,
+                                 uint32_t num_thresholds, int64_t step, double wall_time) {
+            const fasttb::Array p = array_of(predictions, "predictions"), l = array_of(labels, "labels");
+            fasttb::Array wt{nullptr, 0, fasttb::DType::f64};
+            py::array weight_array;
+            if (!weights.is_none()) {
+                weight_array = py::array::ensure(weights);
+                if (!weight_array) throw py::type_error("weights: expected an array");
+                wt = array_of(weight_array, "weights");
+            }
+            PythonLock lock;
+            raise_if_failed(fasttb::push_pr_curve(w, utf8(tag), p, l, wt, weight, num_thresholds, step,
+                                                  wall_time, lock));
+        }, py::arg("tag"), py::arg("predictions"), py::arg("labels"), py::arg("weights"),
+           py::arg("weight"), py::arg("num_thresholds"), py::arg("step"), py::arg("wall_time"),
+           "Queue a PR curve, computed on the worker (predictions float32/float64, or int32 bucket "
+           "indices; weights per element, or None and one `weight`).")
+        .def("push_audio", [](EventWriter& w, const py::str& tag, const py::array& samples,
+                              double sample_rate, int64_t step, double wall_time) {
+            const fasttb::Array a = array_of(samples, "snd_tensor");
+            PythonLock lock;
+            raise_if_failed(fasttb::push_audio(w, utf8(tag), a, sample_rate, step, wall_time, lock));
+        }, py::arg("tag"), py::arg("samples"), py::arg("sample_rate"), py::arg("step"),
+           py::arg("wall_time"), "Queue a mono clip (float samples), WAV-encoded on the worker.")
+        .def("push_video", [](EventWriter& w, const py::str& tag, const py::array& frames, double fps,
+                              int64_t step, double wall_time) {
+            require_contiguous(frames, "vid_tensor");
+            if (!py::array_t<uint8_t>::check_(frames) || frames.ndim() != 4)
+                throw py::value_error("vid_tensor: must be a uint8 array of shape (frames, height, width, channels)");
+            const auto dim = [&](int i) { return uint64_t(frames.shape(i)); };
+            PythonLock lock;
+            raise_if_failed(fasttb::push_video(w, utf8(tag), static_cast<const uint8_t*>(frames.data()),
+                                               dim(0), dim(1), dim(2), dim(3), fps, step, wall_time, lock));
+        }, py::arg("tag"), py::arg("frames"), py::arg("fps"), py::arg("step"), py::arg("wall_time"),
+           "Queue a video of uint8 (T, H, W, C) frames, GIF-encoded on the worker.")
+        .def("write_file", [](EventWriter& w, const py::bytes& path, const py::bytes& data) {
+            PythonLock lock;
+            raise_if_failed(fasttb::push_bytes(w, ItemKind::side_bytes, std::string_view(path),
+                                               std::string_view(data), 0, 0, lock));
+        }, py::arg("path"), py::arg("data"), "Have the worker write `data` to `path` (a side file).")
+        .def("write_tsv", [](EventWriter& w, const py::bytes& path, const py::array& matrix) {
+            if (matrix.ndim() != 2) throw py::value_error("mat: must be a 2-D array");
+            const fasttb::Array m = array_of(matrix, "mat");
+            PythonLock lock;
+            raise_if_failed(fasttb::push_tsv(w, std::string_view(path), m, uint64_t(matrix.shape(0)),
+                                             uint64_t(matrix.shape(1)), lock));
+        }, py::arg("path"), py::arg("matrix"), "Have the worker write tensors.tsv of a 2-D array.")
+        .def("write_sprite", [](EventWriter& w, const py::bytes& path, const py::array& images,
+                                uint64_t columns) {
+            if (images.ndim() != 4) throw py::value_error("label_img: must be an (N, C, H, W) array");
+            const fasttb::Array a = array_of(images, "label_img");
+            const auto dim = [&](int i) { return uint64_t(images.shape(i)); };
+            PythonLock lock;
+            raise_if_failed(fasttb::push_sprite(w, std::string_view(path), a, dim(0), dim(1), dim(2),
+                                                dim(3), columns, lock));
+        }, py::arg("path"), py::arg("images"), py::arg("columns"),
+           "Have the worker tile (N, C, H, W) images into sprite.png.")
         .def("check", [](const EventWriter& w) { raise_if_failed(w.error()); },
              "Raise the worker's error for this file, if any.")
         .def("flush", [](EventWriter& w) {

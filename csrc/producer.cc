@@ -2,11 +2,13 @@
 #include "producer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
 
 #include "item_encoder.h"
+#include "kind_params.h"
 #include "pixels.h"
 
 namespace fasttb {
@@ -35,6 +37,55 @@ std::string too_large(const char* what, uint64_t bytes) {
            " bytes do not fit in one record (no reader accepts records of 2 GiB or more)";
 }
 
+// The argument a too-large item comes from, for the error message.
+const char* item_kind_argument(ItemKind kind) {
+    switch (kind) {
+        case ItemKind::pr_curve: return "predictions";
+        case ItemKind::audio: return "snd_tensor";
+        case ItemKind::video: return "vid_tensor";
+        case ItemKind::side_tsv: return "mat";
+        case ItemKind::side_sprite: return "label_img";
+        default: return "input";
+    }
+}
+
+// An item whose payload is `params` followed by `arrays`, each at a 16-byte boundary
+// (kind_params.h); the arrays are copied without the lock when they are large.
+template <class Params>
+Status push_with_arrays(EventWriter& w, ItemKind kind, std::string_view tag, const Params& params,
+                        std::initializer_list<const Array*> arrays, int64_t step, double wall_time,
+                        CallerLock& lock) {
+    size_t end = params_end(sizeof params), copied = 0;
+    for (const Array* a : arrays) {
+        end = array_end(end, a->bytes());
+        copied += a->bytes();
+    }
+    if (end > kMaxRecordPayload) return Status::value_error(too_large(item_kind_argument(kind), end));
+    Item* item = nullptr;
+    Status s = new_item(w, kind, tag, end, step, wall_time, &item);
+    if (!s.ok()) return s;
+    std::memcpy(item->payload(), &params, sizeof params);
+    const auto copy = [&] {
+        size_t at = params_end(sizeof params);
+        for (const Array* a : arrays) {
+            if (a->bytes()) std::memcpy(item->payload() + at, a->data, a->bytes());
+            at = array_end(at, a->bytes());
+        }
+    };
+    if (copied >= kUnlockedCopy) {
+        // The arrays belong to objects the caller holds for the whole call; the pin keeps the
+        // file open until the item is queued.
+        const EventWriter::Pin pinned = w.pin();
+        {
+            Unlocked unlocked(lock);
+            copy();
+        }
+        return w.push(item, lock);
+    }
+    copy();
+    return w.push(item, lock);
+}
+
 }  // namespace
 
 Status push_scalar(EventWriter& w, std::string_view tag, double value, int64_t step,
@@ -47,13 +98,14 @@ Status push_scalar(EventWriter& w, std::string_view tag, double value, int64_t s
     return w.push(item, lock);
 }
 
-Status push_serialized(EventWriter& w, ItemKind kind, std::string_view bytes, int64_t step,
-                       double wall_time, CallerLock& lock) {
-    // A Summary gains an Event envelope of at most 32 bytes.
-    if (bytes.size() + (kind == ItemKind::summary ? 32 : 0) > kMaxRecordPayload)
-        return Status::value_error(too_large(kind == ItemKind::summary ? "summary" : "event", bytes.size()));
+Status push_bytes(EventWriter& w, ItemKind kind, std::string_view tag, std::string_view bytes,
+                  int64_t step, double wall_time, CallerLock& lock) {
+    // A Summary gains an Event envelope and a text its tensor: at most 64 bytes besides the tag.
+    if (kind != ItemKind::side_bytes && bytes.size() + tag.size() + 64 > kMaxRecordPayload)
+        return Status::value_error(too_large(kind == ItemKind::event ? "event" : kind == ItemKind::text
+                                             ? "text_string" : "summary", bytes.size()));
     Item* item = nullptr;
-    Status s = new_item(w, kind, {}, bytes.size(), step, wall_time, &item);
+    Status s = new_item(w, kind, tag, bytes.size(), step, wall_time, &item);
     if (!s.ok()) return s;
     if (bytes.size() >= kUnlockedCopy) {
         // The bytes belong to an object the caller holds for the whole call; the pin keeps the
@@ -180,6 +232,102 @@ Status push_image(EventWriter& w, std::string_view tag, const Pixels& pixels,
     }
     copy();
     return w.push(item, lock);
+}
+
+}  // namespace fasttb
+
+namespace fasttb {
+
+Status push_pr_curve(EventWriter& w, std::string_view tag, const Array& predictions,
+                     const Array& labels, const Array& weights, double weight,
+                     uint32_t num_thresholds, int64_t step, double wall_time, CallerLock& lock) {
+    if (num_thresholds < 1 || num_thresholds > 127)
+        return Status::value_error("num_thresholds: must be between 1 and 127");
+    if (labels.count != predictions.count || (weights.data && weights.count != predictions.count))
+        return Status::value_error("labels, predictions and weights must hold as many elements");
+    if (predictions.type != DType::f32 && predictions.type != DType::f64 && predictions.type != DType::i32)
+        return Status::type_error("predictions: must be float32 or float64 (or int32 bucket indices)");
+    PrCurveParams params{};
+    params.count = predictions.count;
+    params.num_thresholds = num_thresholds;
+    params.predictions = predictions.type;
+    params.labels = labels.type;
+    params.weights = weights.data ? weights.type : DType::f64;
+    params.weight_per_element = weights.data != nullptr;
+    params.weight = weight;
+    const Array none{nullptr, 0, DType::f64};
+    return push_with_arrays(w, ItemKind::pr_curve, tag, params,
+                            {&predictions, &labels, weights.data ? &weights : &none}, step, wall_time, lock);
+}
+
+Status push_audio(EventWriter& w, std::string_view tag, const Array& samples, double sample_rate,
+                  int64_t step, double wall_time, CallerLock& lock) {
+    if (samples.type != DType::f32 && samples.type != DType::f64 && samples.type != DType::i16)
+        return Status::type_error("snd_tensor: samples must be float32 or float64 (or int16 PCM)");
+    if (samples.count == 0) return Status::value_error("snd_tensor: holds no samples");
+    // Python's wave module refuses rates that do not round to a positive number, and its header
+    // holds the byte rate (twice the rate) in 32 bits.
+    if (!(std::nearbyint(sample_rate) >= 1 && std::nearbyint(sample_rate) < 2147483648.0))
+        return Status::value_error("sample_rate: must be a positive number of samples per second below 2**31");
+    if (2 * samples.count + 44 + tag.size() + 64 > kMaxRecordPayload)
+        return Status::value_error(too_large("snd_tensor", 2 * samples.count));
+    AudioParams params{};
+    params.count = samples.count;
+    params.samples = samples.type;
+    params.sample_rate = sample_rate;
+    return push_with_arrays(w, ItemKind::audio, tag, params, {&samples}, step, wall_time, lock);
+}
+
+Status push_video(EventWriter& w, std::string_view tag, const uint8_t* pixels, uint64_t frames,
+                  uint64_t height, uint64_t width, uint64_t channels, double fps, int64_t step,
+                  double wall_time, CallerLock& lock) {
+    if (frames < 1) return Status::value_error("vid_tensor: holds no frames");
+    if (height < 1 || width < 1 || height > 65535 || width > 65535)
+        return Status::value_error("vid_tensor: a GIF frame is 1 to 65535 pixels high and wide");
+    if (channels != 1 && channels != 3)
+        return Status::value_error("vid_tensor: frames must have 1 (grey) or 3 (RGB) channels");
+    if (!(fps > 0) || !std::isfinite(fps)) return Status::value_error("fps: must be a positive number");
+    if (frames > UINT32_MAX) return Status::value_error("vid_tensor: too many frames");
+    VideoParams params{};
+    params.frames = static_cast<uint32_t>(frames);
+    params.height = static_cast<uint32_t>(height);
+    params.width = static_cast<uint32_t>(width);
+    params.channels = static_cast<uint32_t>(channels);
+    params.fps = fps;
+    const Array array{pixels, frames * height * width * channels, DType::u8};
+    return push_with_arrays(w, ItemKind::video, tag, params, {&array}, step, wall_time, lock);
+}
+
+Status push_tsv(EventWriter& w, std::string_view path, const Array& matrix, uint64_t rows,
+                uint64_t cols, CallerLock& lock) {
+    if (rows * cols != matrix.count) return Status::value_error("mat: rows x cols must be its size");
+    TsvParams params{};
+    params.rows = rows;
+    params.cols = cols;
+    params.dtype = matrix.type;
+    return push_with_arrays(w, ItemKind::side_tsv, path, params, {&matrix}, 0, 0, lock);
+}
+
+Status push_sprite(EventWriter& w, std::string_view path, const Array& images, uint64_t count,
+                   uint64_t channels, uint64_t height, uint64_t width, uint64_t columns,
+                   CallerLock& lock) {
+    if (channels != 1 && channels != 3)
+        return Status::value_error("label_img: images must have 1 or 3 channels");
+    if (count < 1 || height < 1 || width < 1 || columns < 1 || count * channels * height * width != images.count)
+        return Status::value_error("label_img: must be an (N, C, H, W) array of N >= 1 images");
+    const uint64_t side = columns * width;
+    if ((count + columns - 1) / columns * height > side)
+        return Status::value_error("label_img: the images are too tall to tile in a square sprite");
+    if (side * side * 3 >= kMaxRecordPayload)
+        return Status::value_error(too_large("label_img", side * side * 3));
+    SpriteParams params{};
+    params.count = count;
+    params.channels = static_cast<uint32_t>(channels);
+    params.height = static_cast<uint32_t>(height);
+    params.width = static_cast<uint32_t>(width);
+    params.columns = static_cast<uint32_t>(columns);
+    params.dtype = images.type;
+    return push_with_arrays(w, ItemKind::side_sprite, path, params, {&images}, 0, 0, lock);
 }
 
 }  // namespace fasttb

@@ -75,6 +75,7 @@ void Engine::drain_once(uint64_t* handled) {
 
 void Engine::handle(Item* item) {
     if (item->kind == ItemKind::flush || item->kind == ItemKind::close) return handle_control(item);
+    if (is_side_file(item->kind)) return handle_side_file(item);
     EventFile* f = item->file;
     if (f->failed()) {
         f->state().lost.fetch_add(1, std::memory_order_relaxed);
@@ -100,6 +101,22 @@ void Engine::handle(Item* item) {
     } else {
         f->record_added();
         if (out.size() >= kFileBufferLimit) f->write_out(wall_clock_now());
+    }
+    retire(item);
+}
+
+// A side file belongs to the event file's writer: its failure is that file's failure, naming the
+// side file, and nothing is written for the writer once it has failed.
+void Engine::handle_side_file(Item* item) {
+    EventFile* f = item->file;
+    if (!f->failed()) {
+        int err;
+        try {
+            err = write_side_file(*item, png_scratch_);
+        } catch (const std::bad_alloc&) {
+            err = ENOMEM;
+        }
+        if (err) f->fail(err, "cannot write side file", true, wall_clock_now(), item->tag());
     }
     retire(item);
 }

@@ -73,7 +73,8 @@ Status EventWriter::error() const {
     const int err = state_->error.load(std::memory_order_acquire);
     if (!err) return {};
     state_->reported.store(true, std::memory_order_relaxed);
-    return Status::os_error(err, "fasttb: " + state_->error_context, path());
+    return Status::os_error(err, "fasttb: " + state_->error_context,
+                            state_->error_path.empty() ? path() : state_->error_path);
 }
 
 bool EventWriter::error_unreported() const {
