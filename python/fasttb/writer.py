@@ -12,7 +12,7 @@ import os
 import socket
 import time
 from datetime import datetime
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from ._convert import ArgumentOverflowError, make_np, to_scalar, to_step, to_tag
 from ._histogram import histogram_request
 from ._image import (figure_to_chw_uint8, image_to_hwc_uint8, image_with_boxes_to_hwc_uint8,
                      images_to_hwc_uint8, native_layout)
-from ._stock_kinds import StockKindsMixin
+from ._kinds import KindsMixin
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -124,17 +124,17 @@ class FileWriter:
         """Write a ``(GraphDef, RunMetadata)`` pair as the stock writer does: a ``graph_def``
         event, then a ``tagged_run_metadata`` event tagged ``step1``."""
         graph, run_metadata = graph_profile
-        from tensorboard.compat.proto import event_pb2
+        from . import proto
 
-        self.add_event(event_pb2.Event(graph_def=graph.SerializeToString()), None, walltime)
-        tagged = event_pb2.TaggedRunMetadata(tag="step1", run_metadata=run_metadata.SerializeToString())
-        self.add_event(event_pb2.Event(tagged_run_metadata=tagged), None, walltime)
+        self.add_event(proto.Event(graph_def=graph.SerializeToString()), None, walltime)
+        tagged = proto.TaggedRunMetadata(tag="step1", run_metadata=run_metadata.SerializeToString())
+        self.add_event(proto.Event(tagged_run_metadata=tagged), None, walltime)
 
     def add_onnx_graph(self, graph: Any, walltime: Optional[float] = None) -> None:
         """Write a ``GraphDef`` as a ``graph_def`` event."""
-        from tensorboard.compat.proto import event_pb2
+        from . import proto
 
-        self.add_event(event_pb2.Event(graph_def=graph.SerializeToString()), None, walltime)
+        self.add_event(proto.Event(graph_def=graph.SerializeToString()), None, walltime)
 
     def flush(self) -> None:
         """Return once every event added before the call is written to the OS."""
@@ -159,7 +159,7 @@ class FileWriter:
         return self._core.stats()
 
 
-class SummaryWriter(_core.NativeWriter, StockKindsMixin):
+class SummaryWriter(_core.NativeWriter, KindsMixin):
     """Writes TensorBoard event files: a drop-in replacement for
     ``torch.utils.tensorboard.SummaryWriter``.
 
@@ -199,12 +199,17 @@ class SummaryWriter(_core.NativeWriter, StockKindsMixin):
         self._on_full = on_full
         self.file_writer: Optional[FileWriter] = None
         self.all_writers: Optional[Dict[str, FileWriter]] = None
+        self._hparams_writers: List[FileWriter] = []  # add_hparams runs, closed with this writer
         self._closed_totals: Dict[str, int] = {}  # counters of the files close() let go of
         self._get_file_writer()
 
     # -- writers -------------------------------------------------------------------------------
 
-    def _new_file_writer(self, log_dir: PathLike) -> FileWriter:
+    def _new_file_writer(self, log_dir: PathLike, defaults: bool = False) -> FileWriter:
+        """A file writer with this writer's settings (``defaults``: the stock defaults, as the
+        stock add_hparams gives its runs)."""
+        if defaults:
+            return FileWriter(log_dir)
         return FileWriter(log_dir, self.max_queue, self.flush_secs, self.filename_suffix, on_full=self._on_full)
 
     def _get_file_writer(self) -> FileWriter:
@@ -436,6 +441,8 @@ class SummaryWriter(_core.NativeWriter, StockKindsMixin):
 
     def flush(self) -> None:
         """Return once everything logged before the call is written to the OS."""
+        for writer in self._hparams_writers:
+            writer.flush()
         if self.all_writers is None:
             return
         for writer in self.all_writers.values():
@@ -447,9 +454,12 @@ class SummaryWriter(_core.NativeWriter, StockKindsMixin):
         Logging after ``close()`` starts a new event file, as the stock writer does. Calling
         ``close()`` again does nothing.
         """
-        if self.all_writers is None:
+        writers = self._hparams_writers
+        self._hparams_writers = []
+        if self.all_writers is not None:
+            writers = list(self.all_writers.values()) + writers
+        elif not writers:
             return
-        writers = list(self.all_writers.values())
         self.file_writer = self.all_writers = None
         _core.set_scalar_target(self, None)
         error: Optional[BaseException] = None
