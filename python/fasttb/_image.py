@@ -14,7 +14,8 @@ Errors: where the stock writer raises ``AssertionError`` (or fails later in Pill
 a ``ValueError`` that is also an ``AssertionError`` so that code written against the stock
 writer still catches it. Its message names the argument at fault.
 
-torch, Pillow and matplotlib are imported only inside the functions that need them.
+torch, Pillow and matplotlib are imported only inside the functions that need them (Pillow for the
+text of box labels, and for resizing where it is installed).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ._boxes import draw_boxes, resize
 from ._convert import make_np
 
 __all__ = [
@@ -292,18 +294,17 @@ def image_with_boxes_to_hwc_uint8(
     dataformats: str = "CHW",
     labels: Optional[Union[str, Sequence[str]]] = None,
 ) -> Tuple[np.ndarray, int, int]:
-    """Pixels for ``add_image_with_boxes``, drawn with Pillow exactly as the stock writer draws
-    them; returns ``(pixels, height, width)``.
+    """Pixels for ``add_image_with_boxes``, exactly as the stock writer draws them; returns
+    ``(pixels, height, width)``.
 
     ``pixels`` is the C-contiguous HWC uint8 image after the boxes are drawn and the image is
     resized by ``rescale`` (Lanczos); ``height`` and ``width`` are the size *before* the resize,
     which is what the stock writer records in ``Summary.Image`` (its colorspace is
     ``pixels.shape[2]``). ``box_tensor`` is ``[K, 4]`` rows of ``(xmin, ymin, xmax, ymax)`` in
     pixels; ``labels`` (a str or one per box) are dropped silently when their count differs
-    from K, as in the stock writer. Runs on the caller's thread because it needs Pillow.
+    from K, as in the stock writer. Boxes are drawn by fasttb (see _boxes.py); text labels need
+    Pillow, for its font.
     """
-    from PIL import Image, ImageDraw, ImageFont
-
     boxes = make_np(box_tensor, "box_tensor")
     count = boxes.shape[0] if boxes.ndim else 1
     if count and (boxes.ndim != 2 or boxes.shape[1] < 4):
@@ -314,33 +315,50 @@ def image_with_boxes_to_hwc_uint8(
             labels = [labels]
         if len(labels) != count:
             labels = None
-
-    # A copy, always: Pillow may draw straight into the array's memory, which can be the
-    # caller's when the input already is contiguous HWC uint8.
+    # A copy, always: the drawing goes straight into it, and the input may be the caller's array.
     pixels = np.array(image_to_hwc_uint8(img_tensor, dataformats), copy=True)
     height, width = pixels.shape[:2]
-    new_size = (int(width * rescale), int(height * rescale))
+    try:
+        new_size = (int(width * rescale), int(height * rescale))
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(f"rescale: expected a number, got {rescale!r}") from None
     if new_size[0] <= 0 or new_size[1] <= 0:
         raise ValueError(f"rescale: {rescale!r} leaves no pixels of a {height}x{width} image")
+    if count and labels is not None and any(labels):
+        pixels = _draw_labelled_boxes(pixels, boxes, labels)
+    elif count:
+        try:
+            draw_boxes(pixels, boxes)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"box_tensor: coordinates must be finite numbers ({exc})") from None
+    if new_size != (width, height):
+        pixels = resize(pixels, *new_size)
+    return pixels, height, width
 
+
+def _draw_labelled_boxes(pixels: np.ndarray, boxes: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """Boxes with text labels, drawn with Pillow as the stock writer draws them (the text needs
+    Pillow's font)."""
+    try:
+        from PIL import Image, ImageDraw, ImageFont
+    except ImportError:
+        raise ImportError("labels: writing box labels needs Pillow (pip install Pillow); "
+                          "boxes without labels do not") from None
     image = Image.fromarray(pixels)
-    if count:
-        draw = ImageDraw.Draw(image)
-        font = ImageFont.load_default()
-        for i in range(count):
-            # The stock writer's calls, with the same values (numpy scalars straight from the
-            # array), so that Pillow rasterises the same pixels.
-            left, top, right, bottom = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
-            draw.line([(left, top), (left, bottom), (right, bottom), (right, top), (left, top)],
-                      width=2, fill="Red")
-            text = None if labels is None else labels[i]
-            if text:
-                x0, y0, x1, y1 = font.getbbox(text)
-                text_width, text_height = x1 - x0, y1 - y0
-                margin = np.ceil(0.05 * text_height)
-                draw.rectangle([(left, bottom - text_height - 2 * margin), (left + text_width, bottom)],
-                               fill="Red")
-                draw.text((left + margin, bottom - text_height - margin), text, fill="black",
-                          font=font)
-    image = image.resize(new_size, Image.Resampling.LANCZOS)
-    return np.ascontiguousarray(np.asarray(image), dtype=np.uint8), height, width
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    for i in range(boxes.shape[0]):
+        # The stock writer's calls, with the same values (numpy scalars straight from the array),
+        # so that Pillow rasterises the same pixels.
+        left, top, right, bottom = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+        draw.line([(left, top), (left, bottom), (right, bottom), (right, top), (left, top)],
+                  width=2, fill="Red")
+        text = labels[i]
+        if text:
+            x0, y0, x1, y1 = font.getbbox(text)
+            text_width, text_height = x1 - x0, y1 - y0
+            margin = np.ceil(0.05 * text_height)
+            draw.rectangle([(left, bottom - text_height - 2 * margin), (left + text_width, bottom)],
+                           fill="Red")
+            draw.text((left + margin, bottom - text_height - margin), text, fill="black", font=font)
+    return np.array(image)
