@@ -31,4 +31,31 @@ double element_as_double(const void* base, size_t i, DType t) {
     return 0;
 }
 
+namespace {
+
+template <class T>
+void convert_run(const void* base, size_t first, size_t n, double* out) {
+    for (size_t i = 0; i < n; ++i) out[i] = static_cast<double>(load_element<T>(base, first + i));
+}
+
+}  // namespace
+
+void elements_as_doubles(const void* base, size_t first, size_t n, DType t, double* out) {
+    switch (t) {
+        case DType::f32: return convert_run<float>(base, first, n, out);
+        case DType::f64: return convert_run<double>(base, first, n, out);
+        case DType::i8: return convert_run<int8_t>(base, first, n, out);
+        case DType::i16: return convert_run<int16_t>(base, first, n, out);
+        case DType::i32: return convert_run<int32_t>(base, first, n, out);
+        case DType::i64: return convert_run<int64_t>(base, first, n, out);
+        case DType::u8: return convert_run<uint8_t>(base, first, n, out);
+        case DType::u16: return convert_run<uint16_t>(base, first, n, out);
+        case DType::u32: return convert_run<uint32_t>(base, first, n, out);
+        case DType::u64: return convert_run<uint64_t>(base, first, n, out);
+        case DType::f16: case DType::boolean:
+            for (size_t i = 0; i < n; ++i) out[i] = element_as_double(base, first + i, t);
+            return;
+    }
+}
+
 }  // namespace fasttb

@@ -43,4 +43,8 @@ inline T load_element(const void* base, size_t i) {
 // Element i of an array of `t` as a double (bool: any nonzero byte is 1.0, as in numpy).
 double element_as_double(const void* base, size_t i, DType t);
 
+// Elements [first, first + n) of an array of `t` as doubles into `out`: element_as_double for a
+// run of elements, with the type switch outside the loop.
+void elements_as_doubles(const void* base, size_t first, size_t n, DType t, double* out);
+
 }  // namespace fasttb

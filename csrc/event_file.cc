@@ -52,6 +52,40 @@ EventFile* EventFile::create(const std::string& path, double flush_secs,
     }
 }
 
+EventFile* EventFile::create_later(const std::string& path, double flush_secs,
+                                   std::shared_ptr<FileState>* state) {
+    try {
+        *state = std::make_shared<FileState>(path);
+        return new EventFile(-1, flush_secs, *state);
+    } catch (const std::bad_alloc&) {
+        return nullptr;
+    }
+}
+
+namespace {
+
+// mkdir -p of the directory `path` is in.
+int make_parent_directories(const std::string& path) {
+    for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1)) {
+        const std::string dir = path.substr(0, slash);
+        if (::mkdir(dir.c_str(), 0777) != 0 && errno != EEXIST) return errno;
+    }
+    return 0;
+}
+
+}  // namespace
+
+void EventFile::open_now(double now) {
+    if (fd_ >= 0 || failed_) return;
+    const std::string& path = state_->path;
+    int err = make_parent_directories(path);
+    if (!err) {
+        fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_APPEND, 0666);
+        if (fd_ < 0) err = errno;
+    }
+    if (err) fail(err, "cannot create event file", false, now);
+}
+
 EventFile::EventFile(int fd, double flush_secs, std::shared_ptr<FileState> state)
     : fd_(fd), flush_secs_(flush_secs), state_(std::move(state)) {}
 
@@ -90,7 +124,7 @@ void EventFile::write_failed(int err, size_t written) {
 
 void EventFile::write_out(double now) {
     last_write_ = now;
-    if (failed_) return;
+    if (failed_ || fd_ < 0) return;  // not open: its open item failed the file first
     if (!buffer_.empty()) {
         const char* p = buffer_.data();
         size_t left = buffer_.size();
@@ -122,7 +156,7 @@ void EventFile::check_name(double now) {
 
 void EventFile::flush(double now) {
     write_out(now);
-    if (!failed_) check_name(now);
+    if (!failed_ && fd_ >= 0) check_name(now);
 }
 
 void EventFile::close(double now) {

@@ -41,6 +41,12 @@ public:
     // Creates `path` exclusively (it must not exist). Returns nullptr with *err set on failure.
     static EventFile* create(const std::string& path, double flush_secs,
                              std::shared_ptr<FileState>* state, int* err);
+    // A file the worker creates (directories included) when it handles the file's open item, so
+    // that the caller pays no disk round trips; a failure there fails the file. nullptr only when
+    // memory runs out.
+    static EventFile* create_later(const std::string& path, double flush_secs,
+                                   std::shared_ptr<FileState>* state);
+    void open_now(double now);
     ~EventFile();
     EventFile(const EventFile&) = delete;
     EventFile& operator=(const EventFile&) = delete;
@@ -73,7 +79,7 @@ private:
     void check_name(double now);
     void write_failed(int err, size_t written);
 
-    int fd_;
+    int fd_;  // -1 until open_now() for a file made by create_later()
     bool failed_ = false;
     double flush_secs_;
     double last_write_ = 0;

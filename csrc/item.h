@@ -36,6 +36,7 @@ enum class ItemKind : uint8_t {
     side_bytes,      // not a record: write the payload to the file named by the tag
     side_tsv,        // not a record: TsvParams and a matrix, written as tensors.tsv to the tag
     side_sprite,     // not a record: SpriteParams and images, written as sprite.png to the tag
+    open,            // create the file (made by EventFile::create_later), its directories too
     flush,           // write the file (every file when `file` is null) and signal `done`
     close,           // flush, close and delete the file, then signal `done`
 };

@@ -90,6 +90,7 @@ int append_record(const Item& item, std::string& out, std::string& png) {
         case ItemKind::side_bytes:
         case ItemKind::side_tsv:
         case ItemKind::side_sprite:
+        case ItemKind::open:
         case ItemKind::flush:
         case ItemKind::close:
             return EINVAL;  // no record: the worker handles these itself

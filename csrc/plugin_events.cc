@@ -37,27 +37,34 @@ void put_small_shape(std::string& out, std::initializer_list<uint32_t> sizes) {
 }
 
 // Bucket k of prediction p for N thresholds: int32(floor(p * (N - 1))) computed in the
-// prediction's own precision; false when k falls outside [0, N - 1] (NaN included).
+// prediction's own precision; -1 when k falls outside [0, N - 1] (NaN included).
 template <class T>
-bool bucket_of(T p, uint32_t n, uint32_t* k) {
-    const T v = std::floor(p * static_cast<T>(n - 1));
-    if (!(v >= 0 && v <= static_cast<T>(n - 1))) return false;
-    *k = static_cast<uint32_t>(v);
-    return true;
+int32_t bucket_of(T p, uint32_t n) {
+    // Below 0 the bucket is out of range anyway, and from 0 on truncation is floor: no call to
+    // floor (which baseline x86-64 cannot inline).
+    const T v = p * static_cast<T>(n - 1);
+    return v >= 0 && v < static_cast<T>(n) ? static_cast<int32_t>(v) : -1;
 }
 
-bool bucket(const char* predictions, size_t i, DType type, uint32_t n, uint32_t* k) {
+// Buckets of predictions [first, first + count) into `out`.
+void buckets(const char* predictions, size_t first, size_t count, DType type, uint32_t n, int32_t* out) {
     switch (type) {
-        case DType::f32: return bucket_of(load_element<float>(predictions, i), n, k);
-        case DType::f64: return bucket_of(load_element<double>(predictions, i), n, k);
-        default: {  // bucket indices computed by the caller (other dtypes)
-            const int32_t index = load_element<int32_t>(predictions, i);
-            if (index < 0 || index > static_cast<int32_t>(n) - 1) return false;
-            *k = static_cast<uint32_t>(index);
-            return true;
-        }
+        case DType::f32:
+            for (size_t i = 0; i < count; ++i) out[i] = bucket_of(load_element<float>(predictions, first + i), n);
+            return;
+        case DType::f64:
+            for (size_t i = 0; i < count; ++i) out[i] = bucket_of(load_element<double>(predictions, first + i), n);
+            return;
+        default:  // bucket indices computed by the caller (other dtypes)
+            for (size_t i = 0; i < count; ++i) {
+                const int32_t index = load_element<int32_t>(predictions, first + i);
+                out[i] = index >= 0 && index <= static_cast<int32_t>(n) - 1 ? index : -1;
+            }
     }
 }
+
+// Elements are converted a run at a time, small enough to stay in the L1 cache.
+constexpr size_t kRun = 1024;
 
 // numpy.maximum(1e-7, x): NaN stays NaN.
 double at_least_minimum_count(double x) { return std::isnan(x) ? x : std::max(1e-7, x); }
@@ -90,18 +97,24 @@ void encode_pr_curve_event(std::string& out, double wall_time, int64_t step, std
     const char* labels = arrays + labels_at;
     const char* weights = arrays + array_end(labels_at, count * dtype_size(params.labels));
     std::vector<double> tp_total(n, 0.0), fp_total(n, 0.0), tp_block(n), fp_block(n);
+    int32_t bucket[kRun];
+    double label[kRun], weight[kRun];
     for (size_t start = 0; start < count; start += kHistogramBlock) {
         std::fill(tp_block.begin(), tp_block.end(), 0.0);
         std::fill(fp_block.begin(), fp_block.end(), 0.0);
         const size_t end = std::min(count, start + kHistogramBlock);
-        for (size_t i = start; i < end; ++i) {
-            uint32_t k;
-            if (!bucket(predictions, i, params.predictions, n, &k)) continue;
-            const double label = element_as_double(labels, i, params.labels);
-            const double w = params.weight_per_element ? element_as_double(weights, i, params.weights)
-                                                       : params.weight;
-            tp_block[k] += label * w;
-            fp_block[k] += (1.0 - label) * w;
+        for (size_t run = start; run < end; run += kRun) {
+            const size_t len = std::min(kRun, end - run);
+            buckets(predictions, run, len, params.predictions, n, bucket);
+            elements_as_doubles(labels, run, len, params.labels, label);
+            if (params.weight_per_element) elements_as_doubles(weights, run, len, params.weights, weight);
+            for (size_t i = 0; i < len; ++i) {
+                const int32_t k = bucket[i];
+                if (k < 0) continue;
+                const double w = params.weight_per_element ? weight[i] : params.weight;
+                tp_block[size_t(k)] += label[i] * w;
+                fp_block[size_t(k)] += (1.0 - label[i]) * w;
+            }
         }
         for (uint32_t k = 0; k < n; ++k) {
             tp_total[k] += tp_block[k];

@@ -74,7 +74,8 @@ void Engine::drain_once(uint64_t* handled) {
 }
 
 void Engine::handle(Item* item) {
-    if (item->kind == ItemKind::flush || item->kind == ItemKind::close) return handle_control(item);
+    if (item->kind == ItemKind::flush || item->kind == ItemKind::close || item->kind == ItemKind::open)
+        return handle_control(item);
     if (is_side_file(item->kind)) return handle_side_file(item);
     EventFile* f = item->file;
     if (f->failed()) {
@@ -126,6 +127,8 @@ void Engine::handle_control(Item* item) {
     const double now = wall_clock_now();
     if (!f) {
         write_dirty(now, false, true);
+    } else if (item->kind == ItemKind::open) {
+        f->open_now(now);
     } else if (item->kind == ItemKind::flush) {
         f->flush(now);  // stays in dirty_, where its now empty buffer costs nothing
     } else {

@@ -16,14 +16,21 @@ EventWriter::EventWriter(Engine* engine, EventFile* file, std::shared_ptr<FileSt
 
 std::shared_ptr<EventWriter> EventWriter::open(const std::string& path, double flush_secs,
                                                bool drop_when_full, double wall_time,
-                                               Status* status) {
+                                               Status* status, bool later) {
     Engine* engine = Engine::start(status);  // first, so that a failure leaves no empty file
     if (!engine) return nullptr;
     std::shared_ptr<FileState> state;
-    int err = 0;
-    EventFile* file = EventFile::create(path, flush_secs, &state, &err);
+    int err = ENOMEM;
+    EventFile* file = later ? EventFile::create_later(path, flush_secs, &state)
+                            : EventFile::create(path, flush_secs, &state, &err);
     if (!file) {
         *status = Status::os_error(err, "fasttb: cannot create event file", path);
+        return nullptr;
+    }
+    Item* opener = later ? Item::make(engine->pool(), ItemKind::open, file, {}, 0) : nullptr;
+    if (later && !opener) {
+        delete file;
+        *status = Status::no_memory();
         return nullptr;
     }
     Item* first = Item::make(engine->pool(), ItemKind::file_version, file, {}, 0);
@@ -38,6 +45,7 @@ std::shared_ptr<EventWriter> EventWriter::open(const std::string& path, double f
     }
     if (!w) {
         if (first) Item::discard(engine->pool(), first);
+        if (opener) Item::discard(engine->pool(), opener);
         delete file;  // never queued: still ours
         *status = Status::no_memory();
         return nullptr;
@@ -45,6 +53,7 @@ std::shared_ptr<EventWriter> EventWriter::open(const std::string& path, double f
     w->file_ = file;
     first->wall_time = wall_time;
     first->with_source = true;
+    if (opener) engine->push_control(opener);
     engine->push_control(first);  // the header never waits, so opening never blocks
     return w;
 }

@@ -27,9 +27,11 @@ namespace fasttb {
 class EventWriter : public std::enable_shared_from_this<EventWriter> {
 public:
     // Starts the engine if needed, creates `path` (which must not exist yet) and queues its first
-    // record. Returns nullptr with *status set on failure.
+    // record. Returns nullptr with *status set on failure. `later`: the worker creates the file
+    // and its directories (a failure is raised on a later call, like a write's).
     static std::shared_ptr<EventWriter> open(const std::string& path, double flush_secs,
-                                             bool drop_when_full, double wall_time, Status* status);
+                                             bool drop_when_full, double wall_time, Status* status,
+                                             bool later = false);
     ~EventWriter();
     EventWriter(const EventWriter&) = delete;
     EventWriter& operator=(const EventWriter&) = delete;

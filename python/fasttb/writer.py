@@ -55,6 +55,7 @@ class FileWriter:
         filename_suffix: str = "",
         *,
         on_full: str = "block",
+        later: bool = False,
     ) -> None:
         if on_full not in ("block", "drop"):
             raise ValueError(f"on_full: expected 'block' or 'drop', got {on_full!r}")
@@ -72,14 +73,17 @@ class FileWriter:
         self._flush_secs = flush_secs
         self._suffix = filename_suffix
         self._drop = on_full == "drop"
+        self._later = later  # fasttb's own runs: the worker creates the directory and the file
         self._open()
 
     def _open(self) -> None:
-        os.makedirs(self._log_dir, exist_ok=True)
+        if not self._later:
+            os.makedirs(self._log_dir, exist_ok=True)
         while True:
             path = os.path.join(self._log_dir, _event_file_name(self._suffix))
             try:
-                core = _core.EventWriter(os.fsencode(path), self._flush_secs, self._drop, time.time())
+                core = _core.EventWriter(os.fsencode(path), self._flush_secs, self._drop, time.time(),
+                                         self._later)
             except FileExistsError:
                 continue  # another writer (maybe tensorboard's, in this process) took the name
             break
@@ -207,9 +211,9 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
 
     def _new_file_writer(self, log_dir: PathLike, defaults: bool = False) -> FileWriter:
         """A file writer with this writer's settings (``defaults``: the stock defaults, as the
-        stock add_hparams gives its runs)."""
+        stock add_hparams gives its runs; the worker then creates its directory and file)."""
         if defaults:
-            return FileWriter(log_dir)
+            return FileWriter(log_dir, later=True)
         return FileWriter(log_dir, self.max_queue, self.flush_secs, self.filename_suffix, on_full=self._on_full)
 
     def _get_file_writer(self) -> FileWriter:
