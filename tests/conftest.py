@@ -127,6 +127,73 @@ def read_tree(directory: str) -> Dict[str, List[event_pb2.Event]]:
     return out
 
 
+def decoded_frames(encoded: bytes) -> np.ndarray:
+    """Every frame of a PNG or GIF as RGB(A) pixels, (frames, height, width, channels)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(encoded)) as im:
+        frames = []
+        for i in range(getattr(im, "n_frames", 1)):
+            im.seek(i)
+            frames.append(np.asarray(im.convert("RGBA" if "A" in im.mode else "RGB")))
+    return np.stack(frames)
+
+
+def normalized(event: event_pb2.Event) -> bytes:
+    """An event's bytes with what may differ between two faithful writers taken out: wall_time,
+    encoded images (checked by their pixels by `assert_same_runs`), and the order of protobuf map
+    entries in graphs and hparams records (re-serialized deterministically)."""
+    from tensorboard.compat.proto import graph_pb2
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    event = event_pb2.Event.FromString(event.SerializeToString())
+    event.wall_time = 0
+    if event.graph_def:
+        event.graph_def = graph_pb2.GraphDef.FromString(event.graph_def).SerializeToString(deterministic=True)
+    for value in event.summary.value:
+        if value.HasField("image"):
+            value.image.encoded_image_string = b""
+        if value.metadata.plugin_data.plugin_name == "hparams":
+            data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+            value.metadata.plugin_data.content = data.SerializeToString(deterministic=True)
+    return event.SerializeToString()
+
+
+def assert_same_runs(theirs: str, ours: str) -> None:
+    """The event files under two log dirs hold the same runs and the same records, compared by
+    `normalized` and images by their decoded pixels; every other file is byte for byte the same
+    (PNG files by pixels)."""
+    def runs(logdir):
+        out = {}
+        for path, events in read_tree(logdir).items():
+            out.setdefault(os.path.relpath(os.path.dirname(path), logdir), []).extend(events)
+        return out
+
+    a, b = runs(theirs), runs(ours)
+    assert sorted(a) == sorted(b)
+    for run in a:
+        assert len(a[run]) == len(b[run]), run
+        for x, y in zip(a[run], b[run]):
+            assert normalized(x) == normalized(y), f"{run}:\n{x}\n---\n{y}"
+            for vx, vy in zip(x.summary.value, y.summary.value):
+                if vx.HasField("image"):
+                    fx, fy = decoded_frames(vx.image.encoded_image_string), decoded_frames(vy.image.encoded_image_string)
+                    assert fx.shape == fy.shape and (fx == fy).all(), vx.tag
+
+    def side_files(logdir):
+        return sorted(os.path.relpath(os.path.join(root, n), logdir)
+                      for root, _, names in os.walk(logdir) for n in names if "tfevents" not in n)
+
+    assert side_files(theirs) == side_files(ours)
+    for name in side_files(theirs):
+        with open(os.path.join(theirs, name), "rb") as f, open(os.path.join(ours, name), "rb") as g:
+            x, y = f.read(), g.read()
+        if name.endswith(".png"):
+            assert (decoded_frames(x) == decoded_frames(y)).all(), name
+        else:
+            assert x == y, name
+
+
 def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"fasttb: {checked['records']:,} records in {checked['files']:,} "
                                 "event files read back with their CRCs checked")

@@ -7,15 +7,10 @@ Change one import line::
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from . import _core
 from .writer import FileWriter, SummaryWriter
-
-try:
-    __version__ = version("fasttb")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0"
 
 
 def set_queue_limit(nbytes: int) -> None:
@@ -23,6 +18,20 @@ def set_queue_limit(nbytes: int) -> None:
     ``FASTTB_QUEUE_BYTES`` environment variable). Copied histogram values and image pixels count
     against it."""
     _core.set_queue_limit(int(nbytes))
+
+
+def __getattr__(name: str) -> Any:
+    # __version__ is looked up on first use: importlib.metadata alone costs tens of milliseconds.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        global __version__
+        try:
+            __version__ = version("fasttb")
+        except PackageNotFoundError:  # running from a source tree
+            __version__ = "0.0.0"
+        return __version__
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["FileWriter", "SummaryWriter", "set_queue_limit", "__version__"]

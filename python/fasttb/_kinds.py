@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
 
-from ._convert import ArgumentShapeError, ArgumentTypeError, _is_torch_tensor, make_np, to_step, to_tag, to_walltime
+from ._convert import ArgumentShapeError, _is_torch_tensor, make_np, to_step, to_tag, to_walltime
 
 if TYPE_CHECKING:
     from .writer import FileWriter
@@ -495,7 +495,7 @@ def _hparams_summaries(hparam_dict: Dict[str, Any], metric_dict: Dict[str, Any],
             data.session_end_info.status = 1  # STATUS_SUCCESS
         else:
             getattr(data, field).CopyFrom(message)
-        summary, _ = _summary_value(tag, "hparams", data.SerializeToString())
+        summary, _ = _summary_value(tag, "hparams", data.SerializeToString(deterministic=True))
         out.append(summary.SerializeToString())
     return out
 
@@ -558,8 +558,9 @@ def _fill_tensor_proto(message: Any, tensor: Any, tag: str) -> None:
     elif dtype in _TENSOR_FIELDS:
         name, field = _TENSOR_FIELDS[dtype]
     else:
-        raise ArgumentTypeError(f"{tag} has unsupported tensor dtype {a.dtype}")
+        raise ValueError(f"tensor: {tag} has unsupported tensor dtype {a.dtype}")
     message.dtype = proto.DT[name]
+    message.tensor_shape.SetInParent()  # present even for a 0-d tensor, as the stock writer has it
     for size in a.shape:
         message.tensor_shape.dim.add(size=int(size))
     flat = a.reshape(-1)

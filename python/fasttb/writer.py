@@ -130,15 +130,15 @@ class FileWriter:
         graph, run_metadata = graph_profile
         from . import proto
 
-        self.add_event(proto.Event(graph_def=graph.SerializeToString()), None, walltime)
-        tagged = proto.TaggedRunMetadata(tag="step1", run_metadata=run_metadata.SerializeToString())
+        self.add_event(proto.Event(graph_def=graph.SerializeToString(deterministic=True)), None, walltime)
+        tagged = proto.TaggedRunMetadata(tag="step1", run_metadata=run_metadata.SerializeToString(deterministic=True))
         self.add_event(proto.Event(tagged_run_metadata=tagged), None, walltime)
 
     def add_onnx_graph(self, graph: Any, walltime: Optional[float] = None) -> None:
         """Write a ``GraphDef`` as a ``graph_def`` event."""
         from . import proto
 
-        self.add_event(proto.Event(graph_def=graph.SerializeToString()), None, walltime)
+        self.add_event(proto.Event(graph_def=graph.SerializeToString(deterministic=True)), None, walltime)
 
     def flush(self) -> None:
         """Return once every event added before the call is written to the OS."""
