@@ -258,10 +258,10 @@ void Engine::wake_room_waiters() {
     room_cv_.notify_all();
 }
 
-void Engine::push_control(Item* item) {
+void Engine::push_control(Item* item, bool urgent) {
     item->accounted = 0;
     queue_.push(item);
-    wake();
+    if (urgent || sleeping_.load(std::memory_order_seq_cst)) wake();
 }
 
 void Engine::wake() {

@@ -57,13 +57,17 @@ public:
     // gave_up: `give_up` became true first; interrupted: a signal handler raised. Either way the
     // item is still the caller's.
     Waited push_when_room(Item* item, const std::atomic<bool>& give_up, CallerLock& lock);
+    // Wakes the worker now: a caller is about to wait for an item queued without `urgent`.
+    void wake();
     // Lets waiting pushes look at their give_up flag now (a writer is closing).
     void wake_room_waiters();
     // The calling thread, waiting for room, will never come back (abandon_calling_thread).
     void leave_line_for_good();
 
     // A control item (flush, close, a file's first records): never counted, never refused.
-    void push_control(Item* item);
+    // `urgent` (a caller waits for it) wakes the worker at once; otherwise the worker takes it
+    // at the end of its nap, as it takes records, and a sleeping worker is woken.
+    void push_control(Item* item, bool urgent);
 
     size_t limit() const { return limit_.load(std::memory_order_relaxed); }
     void set_limit(size_t bytes) { limit_.store(bytes, std::memory_order_relaxed); }
@@ -86,7 +90,6 @@ public:
 private:
     Engine(size_t limit, std::chrono::microseconds max_nap);
     bool start_thread(int* err);
-    void wake();
     void release(size_t bytes);
 
     // worker.cc

@@ -1,9 +1,12 @@
-// NativeWriter and the add_scalar descriptor; see fastcall.h.
+// NativeWriter and the native method descriptors (add_scalar, add_text); see fastcall.h.
 #include "fastcall.h"
 
 #include <cstddef>
+#include <cstdint>
 #include <new>
+#include <string_view>
 
+#include "producer.h"
 #include "python_interop.h"
 
 namespace fasttb {
@@ -14,18 +17,33 @@ struct NativeWriter {
     std::shared_ptr<EventWriter> target;  // read and written with the GIL held
 };
 
-struct ScalarMethod {
+constexpr int kMaxParams = 6;
+
+// One native method: its parameters, the Python method that takes every call it does not
+// handle, and the push of a call whose arguments are all plain.
+struct MethodSpec {
+    const char* name;
+    const char* qualname;
+    const char* signature;
+    const char* general;  // SummaryWriter's method for conversions and errors
+    const char* params[kMaxParams];
+    int nparams;
+    // 1: queued; 0: not plain, so not handled; -1: a Python error is set. `slot` holds the
+    // arguments by parameter (nullptr where not given). Called with the GIL held and `w` ready.
+    int (*push)(EventWriter* w, PyObject* const* slot);
+    PyObject* interned[kMaxParams];  // params, interned once
+    PyObject* general_name;
+};
+
+struct FastMethod {
     PyObject_HEAD
     vectorcallfunc vectorcall;
+    MethodSpec* spec;  // static storage
 };
 
 PyTypeObject g_native_writer_type;
-PyTypeObject g_scalar_method_type;
+PyTypeObject g_fast_method_type;
 
-// Names of add_scalar's parameters, interned once, in order.
-constexpr int kParams = 6;
-PyObject* g_param_names[kParams];
-PyObject* g_general_name;
 // The last NativeWriter subclass seen (a strong reference, so that its address cannot be reused
 // by another type), to skip the walk over the MRO on every call.
 PyObject* g_known_type;
@@ -60,8 +78,9 @@ bool as_double(PyObject* o, double* out) {
     return false;
 }
 
+// global_step: absent or None is step 0.
 bool as_step(PyObject* o, int64_t* out) {
-    if (o == Py_None) {
+    if (!o || o == Py_None) {
         *out = 0;
         return true;
     }
@@ -80,84 +99,143 @@ bool as_step(PyObject* o, int64_t* out) {
     return true;
 }
 
-// Queues the scalar if everything is plain. 1: queued; 0: not handled; -1: Python error set.
-int try_push(NativeWriter* self, PyObject* tag, PyObject* value, PyObject* step_obj, PyObject* wall) {
-    EventWriter* w = self->target.get();
-    if (!w || !w->ready() || !PyUnicode_CheckExact(tag)) return 0;
-    double v, wall_time;
-    int64_t step;
-    if (!as_double(value, &v) || !as_step(step_obj, &step)) return 0;
-    if (wall == Py_None) {
-        wall_time = wall_clock_now();
-    } else if (!as_double(wall, &wall_time)) {
-        return 0;
+// walltime: absent or None is now.
+bool as_wall_time(PyObject* o, double* out) {
+    if (!o || o == Py_None) {
+        *out = wall_clock_now();
+        return true;
     }
-    Py_ssize_t tag_len;
-    const char* s = PyUnicode_AsUTF8AndSize(tag, &tag_len);
+    return as_double(o, out);
+}
+
+// An exact str as UTF-8. False for anything else, and for text without a UTF-8 form (lone
+// surrogates): the general path raises a clear error for those.
+bool as_utf8(PyObject* o, std::string_view* out) {
+    if (!o || !PyUnicode_CheckExact(o)) return false;
+    Py_ssize_t len;
+    const char* s = PyUnicode_AsUTF8AndSize(o, &len);
     if (!s) {
-        PyErr_Clear();  // e.g. lone surrogates: the general path raises a clear error
-        return 0;
+        PyErr_Clear();
+        return false;
     }
-    if (static_cast<size_t>(tag_len) > UINT32_MAX) return 0;
-    Item* item = w->make_item(ItemKind::scalar, {s, static_cast<size_t>(tag_len)}, 0);
+    *out = {s, static_cast<size_t>(len)};
+    return true;
+}
+
+int reported(const Status& status) {
+    if (status.ok()) return 1;
+    set_python_error(status);
+    return -1;
+}
+
+// add_scalar(tag, scalar_value, global_step=None, walltime=None, new_style=False,
+//            double_precision=False); new-style scalars take the general path.
+int push_scalar(EventWriter* w, PyObject* const* slot) {
+    std::string_view tag;
+    double value, wall_time;
+    int64_t step;
+    if (!slot[1] || (slot[4] && slot[4] != Py_False)) return 0;
+    if (!as_utf8(slot[0], &tag) || tag.size() > UINT32_MAX || !as_double(slot[1], &value) ||
+        !as_step(slot[2], &step) || !as_wall_time(slot[3], &wall_time))
+        return 0;
+    Item* item = w->make_item(ItemKind::scalar, tag, 0);
     if (!item) {
         PyErr_NoMemory();
         return -1;
     }
-    item->value = v;
+    item->value = value;
     item->step = step;
     item->wall_time = wall_time;
     if (w->try_push(item)) return 1;
     // The queue is full: wait without the GIL. push_waiting pins the writer, so a close() or a
     // new target meanwhile cannot free it under this thread.
     PythonLock lock;
-    const Status status = w->push_waiting(item, lock);
-    if (!status.ok()) {
-        set_python_error(status);
-        return -1;
-    }
-    return 1;
+    return reported(w->push_waiting(item, lock));
 }
 
-int param_index(PyObject* name) {
-    for (int i = 0; i < kParams; ++i)
-        if (name == g_param_names[i]) return i;  // keywords in calls are interned
-    for (int i = 0; i < kParams; ++i)
-        if (PyUnicode_Compare(name, g_param_names[i]) == 0) return i;
+// add_text(tag, text_string, global_step=None, walltime=None)
+int push_text(EventWriter* w, PyObject* const* slot) {
+    std::string_view tag, text;
+    double wall_time;
+    int64_t step;
+    if (!as_utf8(slot[0], &tag) || !as_utf8(slot[1], &text) || !as_step(slot[2], &step) ||
+        !as_wall_time(slot[3], &wall_time))
+        return 0;
+    // push_bytes pins the writer before it lets the GIL go (a long copy, a wait for room); the
+    // text's buffer belongs to the str, which the caller holds for the whole call.
+    PythonLock lock;
+    return reported(push_bytes(*w, ItemKind::text, tag, text, step, wall_time, lock));
+}
+
+MethodSpec g_add_scalar{
+    "add_scalar",
+    "SummaryWriter.add_scalar",
+    "($self, tag, scalar_value, global_step=None, walltime=None, new_style=False, double_precision=False)",
+    "_add_scalar",
+    {"tag", "scalar_value", "global_step", "walltime", "new_style", "double_precision"},
+    6,
+    push_scalar,
+    {},
+    nullptr,
+};
+
+MethodSpec g_add_text{
+    "add_text",
+    "SummaryWriter.add_text",
+    "($self, tag, text_string, global_step=None, walltime=None)",
+    "_add_text",
+    {"tag", "text_string", "global_step", "walltime"},
+    4,
+    push_text,
+    {},
+    nullptr,
+};
+
+MethodSpec* const g_specs[] = {&g_add_scalar, &g_add_text};
+
+int param_index(const MethodSpec& spec, PyObject* name) {
+    for (int i = 0; i < spec.nparams; ++i)
+        if (name == spec.interned[i]) return i;  // keywords in calls are interned
+    for (int i = 0; i < spec.nparams; ++i)
+        if (PyUnicode_Compare(name, spec.interned[i]) == 0) return i;
     return -1;
 }
 
-// args[0] is the writer (the descriptor's self), then add_scalar's own arguments.
-PyObject* add_scalar_call(PyObject*, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+// args[0] is the writer (the descriptor's self), then the method's own arguments.
+PyObject* fast_method_call(PyObject* callable, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+    const MethodSpec& spec = *reinterpret_cast<FastMethod*>(callable)->spec;
     const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     NativeWriter* self = nargs >= 1 ? as_native_writer(args[0]) : nullptr;
     if (!self) {
-        PyErr_SetString(PyExc_TypeError, "add_scalar() must be called on a fasttb SummaryWriter");
+        PyErr_Format(PyExc_TypeError, "%s() must be called on a fasttb SummaryWriter", spec.name);
         return nullptr;
     }
-    PyObject* slot[kParams] = {nullptr, nullptr, Py_None, Py_None, nullptr, nullptr};
+    EventWriter* w = self->target.get();
     const Py_ssize_t given = nargs - 1;
-    bool plain = given <= kParams;
-    for (Py_ssize_t i = 0; plain && i < given; ++i) slot[i] = args[i + 1];
-    if (plain && kwnames) {
-        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(kwnames); ++k) {
-            const int i = param_index(PyTuple_GET_ITEM(kwnames, k));
-            if (i < 0 || i < given) {
-                plain = false;  // unknown or repeated: the general path raises TypeError
-                break;
+    if (w && w->ready() && given <= spec.nparams) {
+        PyObject* slot[kMaxParams] = {};
+        bool plain = true;
+        for (Py_ssize_t i = 0; i < given; ++i) slot[i] = args[i + 1];
+        if (kwnames) {
+            for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(kwnames); ++k) {
+                const int i = param_index(spec, PyTuple_GET_ITEM(kwnames, k));
+                if (i < 0 || i < given) {
+                    plain = false;  // unknown or repeated: the general path raises TypeError
+                    break;
+                }
+                slot[i] = args[nargs + k];
             }
-            slot[i] = args[nargs + k];
+        }
+        if (plain) {
+            const int r = spec.push(w, slot);
+            if (r < 0) return nullptr;
+            if (r > 0) Py_RETURN_NONE;
         }
     }
-    if (plain && slot[0] && slot[1] && (!slot[4] || slot[4] == Py_False)) {
-        const int r = try_push(self, slot[0], slot[1], slot[2], slot[3]);
-        if (r < 0) return nullptr;
-        if (r > 0) Py_RETURN_NONE;
-    }
-    return PyObject_VectorcallMethod(g_general_name, args, nargsf, kwnames);
+    return PyObject_VectorcallMethod(spec.general_name, args, nargsf, kwnames);
 }
 
-PyObject* scalar_method_get(PyObject* self, PyObject* obj, PyObject*) {
+PyObject* fast_method_get(PyObject* self, PyObject* obj, PyObject*) {
     if (!obj || obj == Py_None) {
         Py_INCREF(self);
         return self;
@@ -165,16 +243,14 @@ PyObject* scalar_method_get(PyObject* self, PyObject* obj, PyObject*) {
     return PyMethod_New(self, obj);
 }
 
-void scalar_method_dealloc(PyObject* self) { PyObject_Free(self); }
+void fast_method_dealloc(PyObject* self) { PyObject_Free(self); }
 
-PyObject* text_signature(PyObject*, void*) {
-    return PyUnicode_FromString("($self, tag, scalar_value, global_step=None, walltime=None, "
-                                "new_style=False, double_precision=False)");
-}
-PyObject* method_name(PyObject*, void*) { return PyUnicode_FromString("add_scalar"); }
-PyObject* method_qualname(PyObject*, void*) { return PyUnicode_FromString("SummaryWriter.add_scalar"); }
+const MethodSpec& spec_of(PyObject* self) { return *reinterpret_cast<FastMethod*>(self)->spec; }
+PyObject* text_signature(PyObject* self, void*) { return PyUnicode_FromString(spec_of(self).signature); }
+PyObject* method_name(PyObject* self, void*) { return PyUnicode_FromString(spec_of(self).name); }
+PyObject* method_qualname(PyObject* self, void*) { return PyUnicode_FromString(spec_of(self).qualname); }
 
-PyGetSetDef g_scalar_method_getset[] = {
+PyGetSetDef g_fast_method_getset[] = {
     {"__text_signature__", text_signature, nullptr, nullptr, nullptr},
     {"__name__", method_name, nullptr, nullptr, nullptr},
     {"__qualname__", method_qualname, nullptr, nullptr, nullptr},
@@ -194,17 +270,17 @@ void native_writer_dealloc(PyObject* self) {
 }
 
 bool intern_names() {
-    const char* names[kParams] = {"tag", "scalar_value", "global_step", "walltime", "new_style",
-                                  "double_precision"};
-    for (int i = 0; i < kParams; ++i)
-        if (!(g_param_names[i] = PyUnicode_InternFromString(names[i]))) return false;
-    g_general_name = PyUnicode_InternFromString("_add_scalar");
-    return g_general_name != nullptr;
+    for (MethodSpec* spec : g_specs) {
+        for (int i = 0; i < spec->nparams; ++i)
+            if (!(spec->interned[i] = PyUnicode_InternFromString(spec->params[i]))) return false;
+        if (!(spec->general_name = PyUnicode_InternFromString(spec->general))) return false;
+    }
+    return true;
 }
 
 }  // namespace
 
-bool add_scalar_fast_path(PyObject* module) {
+bool add_fast_paths(PyObject* module) {
     if (!intern_names()) return false;
 
     PyTypeObject& base = g_native_writer_type;
@@ -213,39 +289,42 @@ bool add_scalar_fast_path(PyObject* module) {
     base.tp_name = "fasttb._core.NativeWriter";
     base.tp_basicsize = sizeof(NativeWriter);
     base.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE;
-    base.tp_doc = "The native part of fasttb.SummaryWriter: where its plain scalars go.";
+    base.tp_doc = "The native part of fasttb.SummaryWriter: where its plain scalars and texts go.";
     base.tp_new = native_writer_new;
     base.tp_dealloc = native_writer_dealloc;
     if (PyType_Ready(&base) < 0) return false;
 
-    PyTypeObject& method = g_scalar_method_type;
+    PyTypeObject& method = g_fast_method_type;
     Py_SET_TYPE(&method, &PyType_Type);
     Py_SET_REFCNT(&method, 1);
-    method.tp_name = "fasttb._core.ScalarMethod";
-    method.tp_basicsize = sizeof(ScalarMethod);
+    method.tp_name = "fasttb._core.FastMethod";
+    method.tp_basicsize = sizeof(FastMethod);
     method.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_HAVE_VECTORCALL;
-    method.tp_vectorcall_offset = offsetof(ScalarMethod, vectorcall);
+    method.tp_vectorcall_offset = offsetof(FastMethod, vectorcall);
     method.tp_call = PyVectorcall_Call;
-    method.tp_descr_get = scalar_method_get;
-    method.tp_dealloc = scalar_method_dealloc;
-    method.tp_getset = g_scalar_method_getset;
+    method.tp_descr_get = fast_method_get;
+    method.tp_dealloc = fast_method_dealloc;
+    method.tp_getset = g_fast_method_getset;
     method.tp_doc =
-        "Log one number (see SummaryWriter._add_scalar, which takes every call this native fast "
-        "path does not: conversions, new-style scalars and errors).";
+        "A SummaryWriter method in native code: plain arguments are queued here; every other "
+        "call (conversions, errors) goes to the writer's Python method of the same name with a "
+        "leading underscore.";
     if (PyType_Ready(&method) < 0) return false;
 
-    ScalarMethod* add_scalar = PyObject_New(ScalarMethod, &method);
-    if (!add_scalar) return false;
-    add_scalar->vectorcall = add_scalar_call;
     Py_INCREF(&base);
     if (PyModule_AddObject(module, "NativeWriter", reinterpret_cast<PyObject*>(&base)) < 0) {
         Py_DECREF(&base);
-        Py_DECREF(add_scalar);
         return false;
     }
-    if (PyModule_AddObject(module, "add_scalar", reinterpret_cast<PyObject*>(add_scalar)) < 0) {
-        Py_DECREF(add_scalar);
-        return false;
+    for (MethodSpec* spec : g_specs) {
+        FastMethod* m = PyObject_New(FastMethod, &method);
+        if (!m) return false;
+        m->vectorcall = fast_method_call;
+        m->spec = spec;
+        if (PyModule_AddObject(module, spec->name, reinterpret_cast<PyObject*>(m)) < 0) {
+            Py_DECREF(m);
+            return false;
+        }
     }
     return true;
 }

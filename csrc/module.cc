@@ -410,10 +410,12 @@ void register_writer(py::module_& m) {
             PythonLock lock;
             raise_if_failed(w.flush(lock));
         }, "Return once every record queued before the call is written to the OS.")
-        .def("close", [](EventWriter& w) {
+        .def("close", [](EventWriter& w, bool wait) {
             PythonLock lock;
-            raise_if_failed(w.close(lock));
-        }, "Write everything queued, then close the file. Idempotent.")
+            raise_if_failed(w.close(lock, wait));
+        }, py::arg("wait") = true,
+           "Write everything queued, then close the file. Idempotent. wait=False queues the "
+           "close and returns; a later close() waits for it and raises what failed.")
         .def_property_readonly("closed", &EventWriter::closed)
         .def_property_readonly("stale", &EventWriter::stale)
         .def_property_readonly("error_unreported", &EventWriter::error_unreported,
@@ -432,7 +434,7 @@ void register_writer(py::module_& m) {
 }
 
 void register_fast_path(py::module_& m) {
-    if (!fasttb::add_scalar_fast_path(m.ptr())) throw py::error_already_set();
+    if (!fasttb::add_fast_paths(m.ptr())) throw py::error_already_set();
     m.def("set_scalar_target", [](const py::object& writer, std::shared_ptr<EventWriter> target) {
         if (!fasttb::set_scalar_target(writer.ptr(), std::move(target))) throw py::error_already_set();
     }, py::arg("writer"), py::arg("target").none(true),

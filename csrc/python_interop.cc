@@ -87,8 +87,14 @@ PyObject* set_python_error(const Status& status) {
                 Py_DECREF(path);
             }
             if (args) {
-                PyErr_SetObject(PyExc_OSError, args);
+                // Made here rather than left for Python to normalize, so that the error set has
+                // the subclass's type (pybind11 insists that the two agree).
+                PyObject* error = PyObject_Call(PyExc_OSError, args, nullptr);
                 Py_DECREF(args);
+                if (error) {
+                    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error)), error);
+                    Py_DECREF(error);
+                }
             }
             break;
         }

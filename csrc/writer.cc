@@ -53,8 +53,8 @@ std::shared_ptr<EventWriter> EventWriter::open(const std::string& path, double f
     w->file_ = file;
     first->wall_time = wall_time;
     first->with_source = true;
-    if (opener) engine->push_control(opener);
-    engine->push_control(first);  // the header never waits, so opening never blocks
+    if (opener) engine->push_control(opener, false);
+    engine->push_control(first, false);  // the header never waits, so opening never blocks
     return w;
 }
 
@@ -62,7 +62,7 @@ EventWriter::~EventWriter() {
     // Without close(), the file is closed in the background once its records are written. In
     // a forked child the file belongs to the parent's engine: leave it alone.
     if (file_ && !stale()) {
-        if (Item* item = make_item(ItemKind::close, {}, 0)) engine_->push_control(item);
+        if (Item* item = make_item(ItemKind::close, {}, 0)) engine_->push_control(item, false);
         // else out of memory: leak the file rather than lose its records
     }
     if (close_done_) close_done_->release();
@@ -170,24 +170,28 @@ Status EventWriter::wait(Completion* done, CallerLock& lock) {
     return finished(done, lock) ? error() : Status::interrupted();
 }
 
+Status EventWriter::wait_for_close(CallerLock& lock) {
+    if (!close_done_) return error();
+    if (!close_done_->done()) engine_->wake();  // the close may have been queued without a wake
+    return wait(close_done_->add_ref(), lock);
+}
+
 Status EventWriter::flush(CallerLock& lock) {
     if (stale()) return {};
-    if (closing_.load(std::memory_order_relaxed))
-        return close_done_ ? wait(close_done_->add_ref(), lock) : error();
+    if (closing_.load(std::memory_order_relaxed)) return wait_for_close(lock);
     Completion* done = nullptr;
     Item* item = control_item(engine_->pool(), ItemKind::flush, file_, &done);
     if (!item) return Status::no_memory();
-    engine_->push_control(item);  // under the lock, right after it was made: the file is open
+    engine_->push_control(item, true);  // under the lock, right after it was made: the file is open
     return wait(done, lock);
 }
 
-Status EventWriter::close(CallerLock& lock) {
+Status EventWriter::close(CallerLock& lock, bool wait_for_it) {
     if (stale()) {
         file_ = nullptr;
         return {};
     }
-    if (closing_.load(std::memory_order_relaxed))
-        return close_done_ ? wait(close_done_->add_ref(), lock) : error();
+    if (closing_.load(std::memory_order_relaxed)) return wait_for_it ? wait_for_close(lock) : Status{};
     Completion* done = nullptr;
     Item* item = control_item(engine_->pool(), ItemKind::close, file_, &done);
     if (!item) return Status::no_memory();  // still open: a later close() can try again
@@ -200,7 +204,11 @@ Status EventWriter::close(CallerLock& lock) {
         std::unique_lock<std::mutex> guard(pins_mutex_);
         // Pins are short: a copy in progress, or a wait for room that gives up at once.
         pins_cv_.wait(guard, [this] { return pins_.load(std::memory_order_seq_cst) == 0; });
-        engine_->push_control(item);
+        engine_->push_control(item, wait_for_it);
+    }
+    if (!wait_for_it) {
+        done->release();  // close_done_ keeps its own reference for the close() that waits
+        return {};
     }
     return wait(done, lock);
 }
@@ -211,7 +219,7 @@ Status flush_all_files(CallerLock& lock) {
     Completion* done = nullptr;
     Item* item = control_item(engine->pool(), ItemKind::flush, nullptr, &done);
     if (!item) return Status::no_memory();
-    engine->push_control(item);
+    engine->push_control(item, true);
     return finished(done, lock) ? Status{} : Status::interrupted();
 }
 

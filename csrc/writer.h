@@ -108,12 +108,15 @@ public:
 
     // Both return once the worker has written everything queued before them, waiting without
     // the lock (Ctrl-C interrupts the wait, not the work). Both do nothing more after close().
+    // close(lock, false) queues the close and returns at once; a later close() waits for it and
+    // reports what failed.
     Status flush(CallerLock& lock);
-    Status close(CallerLock& lock);
+    Status close(CallerLock& lock, bool wait = true);
 
 private:
     EventWriter(Engine* engine, EventFile* file, std::shared_ptr<FileState> state, bool drop_when_full);
     Status wait(Completion* done, CallerLock& lock);
+    Status wait_for_close(CallerLock& lock);  // once closing: the close's end, and its error
 
     Engine* engine_;
     uint64_t generation_;

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 
 import numpy as np
@@ -196,6 +197,34 @@ def test_hparams(tmp_path, hparams, metrics, domains):
                 assert session_map(x) == session_map(y)  # a map: its byte order is the runtime's
             else:
                 assert x.SerializeToString() == y.SerializeToString(), f"{x}\n---\n{y}"
+
+
+def test_hparams_runs_are_closed_once_written(tmp_path):
+    """A sweep of many add_hparams calls holds no file open per run (the stock writer closes
+    each run at once), and nothing is lost."""
+    fds = len(os.listdir("/proc/self/fd"))
+    with SummaryWriter(str(tmp_path)) as w:
+        for i in range(300):
+            w.add_hparams({"i": i}, {"m": i / 2}, run_name=f"r{i}")
+        w.add_scalar("after", 1.0, 0)
+        time.sleep(0.2)  # the worker writes and closes the runs' files meanwhile
+        assert len(os.listdir("/proc/self/fd")) < fds + 10
+    runs = read_tree(str(tmp_path))
+    # each run: its file version, three hparams records and the metric; the main run: "after"
+    assert sorted(len(e) for e in runs.values()) == [2] + [5] * 300
+
+
+def test_hparams_run_failure_is_raised_by_flush(tmp_path):
+    with SummaryWriter(str(tmp_path)) as w:
+        (tmp_path / "blocked").write_text("a file where the run's directory would go")
+        w.add_hparams({"a": 1}, {"m": 1.0}, run_name="blocked")
+        with pytest.raises(OSError, match="blocked"):
+            w.flush()
+        w.add_hparams({"a": 2}, {"m": 2.0}, run_name="fine")
+        w.add_scalar("s", 1.0, 1)
+        w.flush()  # the failure was raised once; the writer goes on
+    assert len(read_tree(str(tmp_path / "fine"))) == 1
+    assert [e.summary.value[0].tag for e in read_events(str(tmp_path))[1:]] == ["s"]
 
 
 def test_hparams_errors(tmp_path):

@@ -28,9 +28,11 @@ def logged_records(root: str, prefix: str) -> int:
 def test_close_while_a_push_waits_for_room(tmp_path):
     # A 4 KiB queue: the logging thread waits for room on most calls, so close() lands in the
     # middle of those waits. Each wait that sees the writer close raises "Writer is closed";
-    # every call that returned is in a file.
+    # every call that returned is in a file. Scalars and texts both take their native paths,
+    # and some texts are long enough to be copied without the GIL.
     result = run_child(f"""
         import threading, time, fasttb
+        long_text = "y" * 200_000
         deadline = time.monotonic() + {SECONDS}
         trials = logged = refused = 0
         while time.monotonic() < deadline or trials < 3:
@@ -39,7 +41,10 @@ def test_close_while_a_push_waits_for_room(tmp_path):
             def log():
                 for i in range(5000):
                     try:
-                        w.add_scalar("x", float(i), i)
+                        if i % 3:
+                            w.add_scalar("x", float(i), i)
+                        else:
+                            w.add_text("t", long_text if i % 300 == 0 else "x" * (i % 50), i)
                         done[0] += 1
                     except OSError as exc:
                         assert "Writer is closed" in str(exc), exc

@@ -10,6 +10,7 @@ tensors (and add_graph's tracing).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import operator
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
 
-from ._convert import ArgumentShapeError, _is_torch_tensor, make_np, to_step, to_tag, to_walltime
+from ._convert import ArgumentOverflowError, ArgumentShapeError, _is_torch_tensor, make_np, to_step, to_tag, to_walltime
 
 if TYPE_CHECKING:
     from .writer import FileWriter
@@ -105,9 +106,10 @@ class KindsMixin:
 
     # -- text, PR curves, custom scalars ---------------------------------------------------------
 
-    def add_text(self, tag: str, text_string: str, global_step: Optional[int] = None,
-                 walltime: Optional[float] = None) -> None:
-        """Log a string (rendered as Markdown by TensorBoard) under ``<tag>/text_summary``."""
+    def _add_text(self, tag: str, text_string: str, global_step: Optional[int] = None,
+                  walltime: Optional[float] = None) -> None:
+        """add_text's general path (SummaryWriter.add_text is native, csrc/fastcall.h): log a
+        string, rendered as Markdown by TensorBoard, under ``<tag>/text_summary``."""
         if not isinstance(text_string, str):
             raise TypeError(f"text_string: expected a str, got {type(text_string).__name__}")
         tag = to_tag(tag)
@@ -243,8 +245,8 @@ class KindsMixin:
         if not run_name:
             run_name = str(time.time())
         logdir = os.path.join(self._get_file_writer().get_logdir(), run_name)
-        # A run of its own, as in the stock writer, with the writer's defaults. It is closed when
-        # this writer is (the stock writer closes it at once; closing waits for the disk).
+        # A run of its own, as in the stock writer, with the writer's defaults; the worker
+        # creates its directory and file.
         run = self._new_file_writer(logdir, defaults=True)
         self._hparams_writers.append(run)
         core = run._ready()
@@ -252,6 +254,9 @@ class KindsMixin:
             core.push_summary(summary, step, time.time())
         for key, value in values:
             core.push_scalar(key, value, step, time.time(), 0)
+        # Closed once written, as the stock writer closes it, but without waiting: flush() and
+        # close() wait for it (and raise what failed).
+        run.close_later()
 
     # -- embeddings ------------------------------------------------------------------------------
 
@@ -463,14 +468,20 @@ def _hparams_summaries(hparam_dict: Dict[str, Any], metric_dict: Dict[str, Any],
     for k, v in domains.items():
         if k not in hparam_dict or not isinstance(v, list) or not all(isinstance(d, type(hparam_dict[k])) for d in v):
             raise TypeError(f"parameter: hparam_domain_discrete[{k}] should be a list of same type as hparam_dict[{k}].")
-    start = proto.SessionStartInfo()
-    experiment = proto.Experiment()
+    experiment_data = proto.HParamsPluginData(version=0)
+    start_data = proto.HParamsPluginData(version=0)
+    experiment, start = experiment_data.experiment, start_data.session_start_info
+    experiment.SetInParent()  # present even when empty, as the stock writer writes them
+    start.SetInParent()
     for k, v in hparam_dict.items():
         if v is None:
             continue
         info = experiment.hparam_infos.add(name=to_tag(k, "hparam_dict key"))
         if isinstance(v, (int, float)) or _is_torch_tensor(v):
-            number = float(make_np(v, f"hparam_dict[{k!r}]").reshape(-1)[0]) if _is_torch_tensor(v) else float(v)
+            try:
+                number = float(make_np(v, f"hparam_dict[{k!r}]").reshape(-1)[0]) if _is_torch_tensor(v) else float(v)
+            except OverflowError:
+                raise ArgumentOverflowError(f"hparam_dict[{k!r}]: {v} is too large for a float") from None
             start.hparams[k].number_value = number
             info.type = proto.HPARAM_TYPE["DATA_TYPE_FLOAT64"]
             if k in domains and not _is_torch_tensor(v):
@@ -486,18 +497,21 @@ def _hparams_summaries(hparam_dict: Dict[str, Any], metric_dict: Dict[str, Any],
             raise ValueError("value should be one of int, float, str, bool, or torch.Tensor")
     for k in metric_dict:
         experiment.metric_infos.add().name.tag = to_tag(k, "metric_dict key")
-    out = []
-    for tag, field, message in (("_hparams_/experiment", "experiment", experiment),
-                                ("_hparams_/session_start_info", "session_start_info", start),
-                                ("_hparams_/session_end_info", "session_end_info", None)):
-        data = proto.HParamsPluginData(version=0)
-        if message is None:
-            data.session_end_info.status = 1  # STATUS_SUCCESS
-        else:
-            getattr(data, field).CopyFrom(message)
-        summary, _ = _summary_value(tag, "hparams", data.SerializeToString(deterministic=True))
-        out.append(summary.SerializeToString())
-    return out
+    return [_hparams_summary("_hparams_/experiment", experiment_data),
+            _hparams_summary("_hparams_/session_start_info", start_data),
+            _session_end_summary()]
+
+
+def _hparams_summary(tag: str, data: Any) -> bytes:
+    return _summary_value(tag, "hparams", data.SerializeToString(deterministic=True))[0].SerializeToString()
+
+
+@functools.lru_cache(maxsize=None)
+def _session_end_summary() -> bytes:
+    """The last of the three, the same every time: the session ended with STATUS_SUCCESS."""
+    data = _proto().HParamsPluginData(version=0)
+    data.session_end_info.status = 1
+    return _hparams_summary("_hparams_/session_end_info", data)
 
 
 def _video_frames(video: np.ndarray) -> np.ndarray:

@@ -89,6 +89,7 @@ class FileWriter:
             break
         self._core = core
         self._closed = False
+        self._close_pending = False  # closed by close_later(), not yet waited for
         _lifecycle.track(self)
 
     def _ready(self) -> "_core.EventWriter":
@@ -148,10 +149,22 @@ class FileWriter:
     def close(self) -> None:
         """Write everything still queued and close the file. Calling it again does nothing."""
         if self._closed:
+            if self._close_pending:  # wait for what close_later() queued
+                self._close_pending = False
+                if not self._core.stale:
+                    self._core.close()
             return
         self._closed = True
         if not self._core.stale:
             self._core.close()
+
+    def close_later(self) -> None:
+        """Close the file once the worker has written what is queued for it, without waiting;
+        ``close()`` then waits for that and raises what failed. fasttb only."""
+        if not self._closed:
+            self._closed = self._close_pending = True
+            if not self._core.stale:
+                self._core.close(wait=False)
 
     def reopen(self) -> None:
         """Open a new event file in the same directory after ``close()``."""
@@ -245,9 +258,11 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
 
     # -- scalars -------------------------------------------------------------------------------
 
-    # add_scalar is native (csrc/fastcall.h): plain arguments are queued without a Python frame;
-    # everything else arrives at _add_scalar below, with the same arguments.
+    # add_scalar and add_text are native (csrc/fastcall.h): plain arguments are queued without a
+    # Python frame; everything else arrives at _add_scalar below (_add_text in _kinds.py), with
+    # the same arguments.
     add_scalar = _core.add_scalar
+    add_text = _core.add_text
 
     def _add_scalar(
         self,
@@ -445,12 +460,30 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
 
     def flush(self) -> None:
         """Return once everything logged before the call is written to the OS."""
-        for writer in self._hparams_writers:
-            writer.flush()
+        self._settle_hparams_runs()
         if self.all_writers is None:
             return
         for writer in self.all_writers.values():
             writer.flush()
+
+    def _settle_hparams_runs(self) -> None:
+        """Wait for the add_hparams runs' files, which close as soon as they are written, and
+        raise the first of their failures."""
+        writers, self._hparams_writers = self._hparams_writers, []
+        self._close_all(writers)
+
+    def _close_all(self, writers: List[FileWriter]) -> None:
+        """Close each writer, count its records as closed, and raise the first failure."""
+        error: Optional[BaseException] = None
+        for writer in writers:
+            try:
+                writer.close()
+            except OSError as exc:  # close the others, then report the first failure
+                error = error or exc
+            for key, value in writer.stats().items():
+                self._closed_totals[key] = self._closed_totals.get(key, 0) + value
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         """Write everything still queued and close every file of this writer.
@@ -466,16 +499,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
             return
         self.file_writer = self.all_writers = None
         _core.set_scalar_target(self, None)
-        error: Optional[BaseException] = None
-        for writer in writers:
-            try:
-                writer.close()
-            except OSError as exc:  # close the others, then report the first failure
-                error = error or exc
-            for key, value in writer.stats().items():
-                self._closed_totals[key] = self._closed_totals.get(key, 0) + value
-        if error is not None:
-            raise error
+        self._close_all(writers)
 
     def stats(self) -> Dict[str, int]:
         """Counters for every file this writer has written, closed ones included (records,
