@@ -205,8 +205,12 @@ def test_drop_policy_counts_what_it_drops(logdir, queue_limit):
     queue_limit(1 << 20)
     w = SummaryWriter(logdir, on_full="drop")
     blob = b"\0" * (300 << 10)
-    for i in range(200):
-        w.file_writer.add_event(event_pb2.Event(step=i, graph_def=blob))
+    _core._pause_worker(True)  # the queue fills whatever the speed of this thread
+    try:
+        for i in range(200):
+            w.file_writer.add_event(event_pb2.Event(step=i, graph_def=blob))
+    finally:
+        _core._pause_worker(False)
     w.flush()
     stats = w.stats()
     w.close()

@@ -12,11 +12,21 @@ import contextlib
 import itertools
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from google.protobuf.message import DecodeError
+
 from . import proto
 
 _GET_ATTR = "prim::GetAttr"
 _CLASS_TYPE = "ClassType"
 _PRODUCER = 22  # GraphDef.versions.producer the stock writers record
+
+
+class ModelTypeError(TypeError, AttributeError):
+    """add_graph's model is not a torch module (the stock writer fails on ``model.training``)."""
+
+
+class ModelDecodeError(DecodeError, ValueError):
+    """add_onnx_graph's file is not an ONNX model (the stock writer raises DecodeError)."""
 
 
 class _Value:
@@ -160,6 +170,8 @@ def traced_graph(model: Any, input_to_model: Any, verbose: bool = False,
     stock add_graph makes them. A failed trace prints its error and is raised."""
     import torch
 
+    if not isinstance(model, (torch.nn.Module, torch.jit.ScriptFunction)):
+        raise ModelTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     with _evaluating(model):
         try:
             trace = torch.jit.trace(model, input_to_model, strict=use_strict_trace)
@@ -184,7 +196,11 @@ def onnx_graph(path: str) -> Any:
     outputs as Variable nodes (element type and shape), then one node per op, named after its
     first output, its attributes written out as text."""
     with open(path, "rb") as f:
-        model = proto.OnnxModelProto.FromString(f.read())
+        data = f.read()
+    try:
+        model = proto.OnnxModelProto.FromString(data)
+    except DecodeError as exc:
+        raise ModelDecodeError(f"prototxt: {path!r} is not an ONNX model ({exc})") from None
     nodes = []
     for value in itertools.chain(model.graph.input, model.graph.output):
         node = proto.NodeDef(name=value.name, op="Variable")

@@ -63,7 +63,9 @@ def _number(a: Any, argument: str) -> float:
     try:
         return float(a)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{argument}: expected a number ({exc})") from None
+        raise TypeError(f"{argument}: expected a number, got {a!r} ({exc})") from None
+    except OverflowError:
+        raise ArgumentOverflowError(f"{argument}: {a!r} is too large for a float") from None
 
 
 def _array(value: Any, argument: str) -> np.ndarray:
@@ -343,15 +345,15 @@ class KindsMixin:
             print("warning: audio amplitude out of range, auto clipped.")
         if samples.ndim != 1:
             raise ArgumentShapeError("input tensor should be 1 dimensional.")
-        try:
-            rate = float(sample_rate)
-        except (TypeError, ValueError):
-            raise TypeError(f"sample_rate: expected a number, got {sample_rate!r}") from None
+        rate = _number(sample_rate, "sample_rate")
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
         if samples.dtype not in (np.float32, np.float64):
             # Other dtypes multiply in their own precision (float16 in float16): the 16-bit samples
-            # are made here, and the core takes int16 as they are.
+            # are made here, and the core takes int16 as they are. Integers are widened first
+            # (numpy refuses int8 and uint8 times 32767, which fails the stock writer).
+            if samples.dtype.kind in "biu":
+                samples = samples.astype(np.int64)
             with np.errstate(all="ignore"):
                 samples = (samples.clip(-1, 1) * np.iinfo(np.int16).max).astype(np.int16)
         self._main().push_audio(tag, np.ascontiguousarray(samples), rate, step, wall_time)
@@ -365,10 +367,7 @@ class KindsMixin:
         video = make_np(vid_tensor, "vid_tensor")
         if video.ndim != 5:
             raise ArgumentShapeError(f"vid_tensor: expected (N, T, C, H, W), got shape {video.shape}")
-        try:
-            rate = float(fps)
-        except (TypeError, ValueError):
-            raise TypeError(f"fps: expected a number, got {fps!r}") from None
+        rate = _number(fps, "fps")
         frames = _video_frames(video)
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
