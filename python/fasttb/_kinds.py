@@ -338,7 +338,7 @@ class KindsMixin:
         if samples.size == 0:
             raise ValueError("snd_tensor: holds no samples")
         try:
-            loud = abs(samples).max() > 1
+            loud = samples.max() > 1 or samples.min() < -1  # no temporary array, unlike abs()
         except TypeError:
             raise TypeError(f"snd_tensor: expected numbers, got dtype {samples.dtype}") from None
         if loud:
