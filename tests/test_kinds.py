@@ -567,3 +567,32 @@ def test_every_kind_in_one_run_matches_torch(tmp_path):
         log_every_kind(w, model, torch.from_numpy if name == "torch" else lambda a: a)
         w.close()
     assert_same_runs(str(tmp_path / "torch"), str(tmp_path / "fasttb"))
+
+
+def test_import_loads_neither_torch_nor_tensorboard():
+    result = subprocess.run([sys.executable, "-c", "import sys, fasttb; print(sorted(sys.modules))"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    loaded = {name.split(".")[0] for name in ast.literal_eval(result.stdout)}
+    assert not loaded & {"torch", "tensorboard", "tensorboardX", "PIL", "matplotlib", "onnx", "moviepy"}
+
+
+def test_add_graph_needs_torch_but_not_tensorboard(tmp_path):
+    """The same traced graph with tensorboard (and Pillow, onnx) unimportable."""
+    blocker = BLOCKER.replace(repr(BLOCKED), repr(tuple(m for m in BLOCKED if m != "torch")))
+    code = blocker + textwrap.dedent("""
+        import torch, fasttb
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+        with fasttb.SummaryWriter(sys.argv[1]) as w:
+            w.add_graph(model, torch.zeros(2, 4))
+        assert "tensorboard" not in sys.modules
+        """)
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "bare")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    with TorchWriter(str(tmp_path / "torch")) as w:
+        w.add_graph(model, torch.zeros(2, 4))
+    assert_same_runs(str(tmp_path / "torch"), str(tmp_path / "bare"))

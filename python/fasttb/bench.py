@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -129,6 +130,23 @@ class Bench:
 
     def _record(self, section: str, name: str, **values: Any) -> None:
         self.results.setdefault(section, {})[name] = values
+
+    # -- imports -------------------------------------------------------------------------------
+
+    def imports(self) -> None:
+        """Seconds to import each writer's module in a fresh interpreter (numpy alone as the
+        floor fasttb stands on)."""
+        modules = {"numpy": "numpy", "fasttb": "fasttb", "torch": "torch.utils.tensorboard",
+                   "tensorboardX": "tensorboardX"}
+        names = ["numpy"] + [name for name in modules if name in self.classes]
+        code = "import time; t = time.perf_counter(); import {}; print(time.perf_counter() - t)"
+        for name in names:
+            samples = []
+            for _ in range(3 if self.quick else 7):
+                out = subprocess.run([sys.executable, "-c", code.format(modules[name])], capture_output=True,
+                                     text=True, check=True, timeout=300)
+                samples.append(float(out.stdout))
+            self._record("import", name, module=modules[name], seconds=statistics.median(samples))
 
     # -- scalars -------------------------------------------------------------------------------
 
@@ -356,6 +374,11 @@ class Bench:
 
     def report(self) -> str:
         lines = []
+        imports = self.results.get("import", {})
+        if imports:
+            lines.append("import in a fresh interpreter (median)")
+            for name, r in imports.items():
+                lines.append(f"  {'import ' + r['module']:28s} {r['seconds'] * 1e3:10.1f} ms")
         scal = self.results.get("add_scalar", {})
         if scal:
             lines.append("add_scalar on the caller's thread (median per call)")
@@ -437,7 +460,8 @@ def main(quick: bool = False, json_path: Optional[str] = None,
     bench = Bench(quick)
     names = ", ".join(bench.classes)
     print(f"fasttb bench ({'quick' if quick else 'full'}): {names}; {machine_line()}")
-    sections = sections or ["scalars", "throughput", "training_loop", "histograms", "images", "kinds", "png"]
+    sections = sections or ["imports", "scalars", "throughput", "training_loop", "histograms", "images", "kinds",
+                            "png"]
     results = bench.run(sections)
     print()
     print(bench.report())
