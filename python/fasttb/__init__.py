@@ -20,6 +20,9 @@ def set_queue_limit(nbytes: int) -> None:
     _core.set_queue_limit(int(nbytes))
 
 
+__version__: str  # set by __getattr__ on first use
+
+
 def __getattr__(name: str) -> Any:
     # __version__ is looked up on first use: importlib.metadata alone costs tens of milliseconds.
     if name == "__version__":
