@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <new>
+#include <thread>
 
 #include "block_pool.h"
 
@@ -18,10 +19,28 @@ Completion* Completion::add_ref() {
 void Completion::signal() {
     std::lock_guard<std::mutex> lock(m_);
     done_ = true;
+    signalled_.store(true, std::memory_order_release);
     cv_.notify_all();
 }
 
+namespace {
+
+// How long a waiter spins before it sleeps. A flush of a few records is done within tens of
+// microseconds, about what going to sleep and being woken costs on top (measured on a 2-core
+// VM: a flush after idle took 50 us, half of it the waiter's sleep and wake-up). Only where
+// another core can run the worker meanwhile.
+constexpr std::chrono::microseconds kSpin{40};
+const bool g_spin = std::thread::hardware_concurrency() > 1;
+
+}  // namespace
+
 bool Completion::wait_for(std::chrono::milliseconds timeout) {
+    if (g_spin) {
+        const auto until = std::chrono::steady_clock::now() + kSpin;
+        do {
+            if (signalled_.load(std::memory_order_acquire)) return true;
+        } while (std::chrono::steady_clock::now() < until);
+    }
     std::unique_lock<std::mutex> lock(m_);
     return cv_.wait_for(lock, timeout, [this] { return done_; });
 }

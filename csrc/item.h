@@ -58,6 +58,9 @@ private:
     std::mutex m_;
     std::condition_variable cv_;
     bool done_ = false;  // guarded by m_
+    // done_ again, readable without m_: a waiter spins on it before it sleeps. Set with release
+    // order after everything the worker did for the item, so a waiter that sees it sees that.
+    std::atomic<bool> signalled_{false};
     std::atomic<int> refs_{1};
 };
 
