@@ -260,18 +260,20 @@ void register_writer(py::module_& m) {
     py::class_<EventWriter, std::shared_ptr<EventWriter>>(m, "EventWriter",
         "One event file, written by the background worker.")
         .def(py::init([](const py::bytes& path, double flush_secs, bool drop_when_full,
-                         double wall_time, bool later) {
+                         double wall_time, bool later, bool source_metadata) {
                  const std::string p = path;
                  if (p.find('\0') != std::string::npos)
                      throw py::value_error("path: embedded null byte");
                  Status status;
-                 auto w = EventWriter::open(p, flush_secs, drop_when_full, wall_time, &status, later);
+                 auto w = EventWriter::open(p, flush_secs, drop_when_full, wall_time, &status, later,
+                                            source_metadata);
                  raise_if_failed(status);
                  return w;
              }),
              py::arg("path"), py::arg("flush_secs") = 120.0, py::arg("drop_when_full") = false,
-             py::arg("wall_time") = 0.0, py::arg("later") = false,
-             "later: the worker creates the file and its directories (failures raise later)")
+             py::arg("wall_time") = 0.0, py::arg("later") = false, py::arg("source_metadata") = true,
+             "later: the worker creates the file and its directories (failures raise later); "
+             "source_metadata: the first record names the writer, as torch's does")
         .def("push_scalar", [](EventWriter& w, const py::str& tag, double value, int64_t step,
                                double wall_time, int kind) {
             if (kind < 0 || kind > 2) throw py::value_error("kind: must be 0, 1 or 2");

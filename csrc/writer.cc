@@ -16,7 +16,7 @@ EventWriter::EventWriter(Engine* engine, EventFile* file, std::shared_ptr<FileSt
 
 std::shared_ptr<EventWriter> EventWriter::open(const std::string& path, double flush_secs,
                                                bool drop_when_full, double wall_time,
-                                               Status* status, bool later) {
+                                               Status* status, bool later, bool with_source) {
     Engine* engine = Engine::start(status);  // first, so that a failure leaves no empty file
     if (!engine) return nullptr;
     std::shared_ptr<FileState> state;
@@ -52,7 +52,7 @@ std::shared_ptr<EventWriter> EventWriter::open(const std::string& path, double f
     }
     w->file_ = file;
     first->wall_time = wall_time;
-    first->with_source = true;
+    first->with_source = with_source;
     if (opener) engine->push_control(opener, false);
     engine->push_control(first, false);  // the header never waits, so opening never blocks
     return w;

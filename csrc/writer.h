@@ -28,10 +28,12 @@ class EventWriter : public std::enable_shared_from_this<EventWriter> {
 public:
     // Starts the engine if needed, creates `path` (which must not exist yet) and queues its first
     // record. Returns nullptr with *status set on failure. `later`: the worker creates the file
-    // and its directories (a failure is raised on a later call, like a write's).
+    // and its directories (a failure is raised on a later call, like a write's). `with_source`:
+    // the first record names the writer in source_metadata, as torch's writer does (tensorboardX
+    // leaves it out).
     static std::shared_ptr<EventWriter> open(const std::string& path, double flush_secs,
                                              bool drop_when_full, double wall_time, Status* status,
-                                             bool later = false);
+                                             bool later = false, bool with_source = true);
     ~EventWriter();
     EventWriter(const EventWriter&) = delete;
     EventWriter& operator=(const EventWriter&) = delete;

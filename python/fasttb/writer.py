@@ -56,6 +56,7 @@ class FileWriter:
         *,
         on_full: str = "block",
         later: bool = False,
+        source_metadata: bool = True,
     ) -> None:
         if on_full not in ("block", "drop"):
             raise ValueError(f"on_full: expected 'block' or 'drop', got {on_full!r}")
@@ -74,6 +75,7 @@ class FileWriter:
         self._suffix = filename_suffix
         self._drop = on_full == "drop"
         self._later = later  # fasttb's own runs: the worker creates the directory and the file
+        self._source_metadata = source_metadata  # False: tensorboardX's first record
         self._open()
 
     def _open(self) -> None:
@@ -83,7 +85,7 @@ class FileWriter:
             path = os.path.join(self._log_dir, _event_file_name(self._suffix))
             try:
                 core = _core.EventWriter(os.fsencode(path), self._flush_secs, self._drop, time.time(),
-                                         self._later)
+                                         self._later, self._source_metadata)
             except FileExistsError:
                 continue  # another writer (maybe tensorboard's, in this process) took the name
             break
