@@ -3,6 +3,9 @@
 Change one import line::
 
     from fasttb import SummaryWriter   # was: from torch.utils.tensorboard import SummaryWriter
+
+or change none: ``fasttb.patch()`` makes the stock classes create fasttb writers (frameworks
+included), as do ``python -m fasttb run script.py`` and ``FASTTB_PATCH=1`` in the environment.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core
+from ._patch import patch, unpatch
 from .writer import FileWriter, SummaryWriter
 
 
@@ -37,4 +41,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["FileWriter", "SummaryWriter", "set_queue_limit", "__version__"]
+__all__ = ["FileWriter", "SummaryWriter", "patch", "set_queue_limit", "unpatch", "__version__"]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m fasttb demo`` and ``python -m fasttb bench``."""
+"""Command line: ``python -m fasttb demo``, ``bench`` and ``run``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     bench = commands.add_parser("bench", help="fasttb against torch's and tensorboardX's writers, side by side")
     bench.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    bench.add_argument("--only", metavar="SECTION", action="append",
+                       choices=["imports", "scalars", "throughput", "training_loop", "histograms", "images",
+                                "kinds", "png", "lightning"],
+                       help="run this section only (may be repeated)")
+    run = commands.add_parser(
+        "run", help="run a Python script (or -m module) with the stock writers patched to fasttb",
+        description="Runs a script as `python script.py args` would, after fasttb.patch(): "
+                    "torch's and tensorboardX's SummaryWriter create fasttb writers.")
+    run.add_argument("-m", dest="module", action="store_true", help="the target is a module, as in python -m")
+    run.add_argument("target", help="the script's path (or the module's name with -m)")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     args = parser.parse_args(argv)
+    if args.command == "run":
+        return run_patched(args.target, args.args, args.module)
     if args.command == "demo":
         from .demo import run_demo
 
@@ -25,7 +38,34 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_demo(args.logdir, args.steps)
     from .bench import main as bench_main
 
-    return bench_main(args.quick, args.json)
+    return bench_main(args.quick, args.json, args.only)
+
+
+def run_patched(target: str, args: List[str], module: bool = False) -> int:
+    """Run ``target`` (a script's path, or a module's name when ``module``) as ``__main__``
+    with ``args`` as its arguments, after ``fasttb.patch()``. Returns its exit status."""
+    import os
+    import runpy
+
+    from ._patch import patch
+
+    patch()
+    sys.argv = [target, *args]
+    try:
+        if module:  # sys.path[0] is the working directory already, as under python -m
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            if not os.path.exists(target):
+                print(f"python -m fasttb run: can't open file {target!r}", file=sys.stderr)
+                return 2
+            sys.path[0] = os.path.dirname(os.path.abspath(target))  # as under python script.py
+            runpy.run_path(target, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

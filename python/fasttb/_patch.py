@@ -1,0 +1,162 @@
+"""``fasttb.patch()``: make the stock writer classes create fasttb writers.
+
+Frameworks build their writer themselves (``from torch.utils.tensorboard import SummaryWriter``
+inside Lightning, transformers, accelerate), often with a reference to the class taken long
+before the user's code runs. Replacing a module attribute would miss those references, so the
+patch goes on the classes: ``__new__`` of ``torch.utils.tensorboard.SummaryWriter`` and of
+``tensorboardX.SummaryWriter`` returns an instance of a class derived from both the fasttb
+writer (first, so every method is fasttb's) and the stock class (so ``isinstance`` holds).
+
+Subclasses of the stock classes are left alone: their overrides may rely on the stock writer's
+internals. A stock module imported after ``patch()`` is patched as it is imported, by a finder
+on ``sys.meta_path``; ``patch()`` itself imports neither torch nor tensorboardX.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+import threading
+from types import ModuleType
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+# The stock modules, each with the class it defines and a factory for fasttb's class in its
+# place (imported on first use, so that patch() stays cheap).
+_TARGETS: Dict[str, Tuple[str, str]] = {
+    "torch.utils.tensorboard.writer": ("SummaryWriter", "fasttb.writer"),
+    "tensorboardX.writer": ("SummaryWriter", "fasttb.tensorboardX"),
+}
+
+_lock = threading.RLock()
+# Stock class -> the class its __new__ makes while patched. The __new__ installed on the stock
+# class stays after unpatch() and then allocates as the stock class always did: CPython cannot
+# give a class back its inherited __new__ once one was set (deleting it leaves a slot that
+# passes the constructor's arguments on to object.__new__, which refuses them).
+_patched: Dict[type, type] = {}
+_finder: Optional["_Finder"] = None  # set while patched
+
+ENV_VAR = "FASTTB_PATCH"
+
+
+def patch() -> None:
+    """Make ``torch.utils.tensorboard.SummaryWriter`` and ``tensorboardX.SummaryWriter`` create
+    fasttb writers, whether they are imported already or later.
+
+    A writer made this way is an instance of the stock class as well as of fasttb's, so
+    ``isinstance`` checks in frameworks keep passing; the tensorboardX class gets fasttb's
+    tensorboardX dialect (``fasttb.tensorboardX.SummaryWriter``). Calling it again does nothing;
+    ``unpatch()`` undoes it.
+    """
+    global _finder
+    with _lock:
+        if _finder is None:
+            _finder = _Finder()
+            sys.meta_path.insert(0, _finder)
+        for name in _TARGETS:
+            module = sys.modules.get(name)
+            if module is not None and getattr(module, "__spec__", None) is not None:
+                _patch_module(module)
+
+
+def unpatch() -> None:
+    """Undo ``patch()``: the stock classes create stock writers again. Writers already created
+    stay fasttb writers."""
+    global _finder
+    with _lock:
+        if _finder is not None:
+            try:
+                sys.meta_path.remove(_finder)
+            except ValueError:
+                pass
+            _finder = None
+
+
+def is_patched() -> bool:
+    """Whether ``patch()`` is in effect."""
+    return _finder is not None
+
+
+def patch_from_environment() -> None:
+    """Patch when the ``FASTTB_PATCH`` environment variable is set to anything but ``0`` or empty.
+
+    Run at interpreter start by the ``fasttb-patch.pth`` file the wheel installs, so that jobs
+    started by launchers (``FASTTB_PATCH=1 torchrun train.py``) log through fasttb unchanged.
+    """
+    if os.environ.get(ENV_VAR, "") not in ("", "0"):
+        patch()
+
+
+def _patch_module(module: ModuleType) -> None:
+    class_name, fasttb_module = _TARGETS[module.__name__]
+    stock = getattr(module, class_name, None)
+    if not isinstance(stock, type) or stock in _patched or stock.__dict__.get("__new__") is not None:
+        return  # already patched, or a class that allocates itself: left alone
+    import importlib
+
+    fast = getattr(importlib.import_module(fasttb_module), "SummaryWriter")
+    # fasttb's writers derive from a native type that must allocate them (object.__new__ refuses).
+    allocate = fast.__new__
+
+    def _allocate(cls: type, *args: Any, **kwargs: Any) -> Any:
+        return allocate(cls)
+
+    combined = type("SummaryWriter", (fast, stock), {
+        "__module__": fast.__module__,
+        "__qualname__": "SummaryWriter",
+        "__doc__": f"A fasttb writer standing in for {stock.__module__}.{stock.__qualname__} "
+                   f"(see fasttb.patch()).\n\n{fast.__doc__ or ''}",
+        # Otherwise the new class would inherit the stock class's patched __new__ below.
+        "__new__": _allocate,
+    })
+
+    def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
+        if cls is stock and _finder is not None:
+            return allocate(combined)
+        return object.__new__(cls)
+
+    stock.__new__ = __new__  # type: ignore[assignment]
+    _patched[stock] = combined
+
+
+def patched_class(stock: type) -> Optional[type]:
+    """The class ``stock(...)`` creates while patched, or None when it is not patched."""
+    return _patched.get(stock) if _finder is not None else None
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """Patches a stock writer module right after it is executed, when it is first imported."""
+
+    def find_spec(self, fullname: str, path: Optional[Sequence[str]], target: Any = None) -> Any:
+        if fullname not in _TARGETS:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _PatchingLoader(spec.loader)
+        return spec
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[ModuleType]:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        with _lock:
+            if _finder is not None:
+                _patch_module(module)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        return getattr(self._loader, name)

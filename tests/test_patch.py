@@ -1,0 +1,214 @@
+"""fasttb.patch(): the stock writer classes create fasttb writers, imported before or after the
+call; unpatch() restores them; `python -m fasttb run` and FASTTB_PATCH=1 do the same for a
+whole program. Each scenario runs in a fresh interpreter, where the import order is known."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import assert_same_runs, event_files, read_events, run_child
+
+pytest.importorskip("torch")
+
+# Logs the same calls through whatever `torch.utils.tensorboard.SummaryWriter` makes, and prints
+# what the writer was.
+SCRIPT = """
+import json, sys
+import numpy as np
+from torch.utils.tensorboard import SummaryWriter
+w = SummaryWriter(sys.argv[1], flush_secs=5)
+for step in range(50):
+    w.add_scalar("loss", 1.0 / (step + 1), step)
+w.add_scalars("pair", {"a": 1.0, "b": 2.0}, 3)
+w.add_histogram("h", np.arange(100.0), 1)
+w.add_image("img", np.linspace(0, 1, 3 * 8 * 8).reshape(3, 8, 8), 2)
+w.add_text("t", "hello", 4)
+w.add_hparams({"lr": 0.1, "opt": "sgd"}, {"hp/m": 1.0}, run_name="hp")
+w.close()
+import fasttb
+print(json.dumps({"module": type(w).__module__, "fasttb": isinstance(w, fasttb.SummaryWriter),
+                  "stock": isinstance(w, SummaryWriter), "argv": sys.argv}))
+"""
+
+
+def _child_report(result):
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_patch_before_the_stock_module_is_imported(tmp_path):
+    stock, fast = str(tmp_path / "stock"), str(tmp_path / "fast")
+    run_child("import sys; sys.argv = ['x', %r]\n" % stock + SCRIPT)
+    result = run_child(textwrap.dedent("""
+        import sys
+        import fasttb
+        fasttb.patch()
+        assert "torch.utils.tensorboard" not in sys.modules, "patch() imported torch's writer"
+        sys.argv = ['x', %r]
+    """) % fast + SCRIPT)
+    report = _child_report(result)
+    assert report["module"] == "fasttb.writer"
+    assert report["fasttb"] and report["stock"]
+    assert_same_runs(stock, fast)
+
+
+def test_patch_after_the_stock_module_is_imported_and_unpatch(tmp_path):
+    result = run_child(f"""
+        import json
+        from torch.utils.tensorboard import SummaryWriter as Early   # taken before patch()
+        import torch.utils.tensorboard
+        import fasttb
+
+        class Mine(Early):  # a user's subclass keeps the stock behaviour
+            pass
+
+        fasttb.patch()
+        fasttb.patch()  # twice is once
+        made = {{}}
+        w = Early({str(tmp_path / 'a')!r})
+        made["early"] = type(w).__module__, isinstance(w, Early), isinstance(w, fasttb.SummaryWriter)
+        w.add_scalar("x", 1.0, 0)
+        w.close()
+        w = torch.utils.tensorboard.SummaryWriter(log_dir={str(tmp_path / 'b')!r}, comment="c")
+        made["attribute"] = type(w).__module__, isinstance(w, Early), isinstance(w, fasttb.SummaryWriter)
+        w.close()
+        m = Mine({str(tmp_path / 'c')!r})
+        made["subclass"] = type(m).__module__, isinstance(m, Early), isinstance(m, fasttb.SummaryWriter)
+        m.close()
+        fasttb.unpatch()
+        w = Early({str(tmp_path / 'd')!r})
+        made["unpatched"] = type(w).__module__, isinstance(w, Early), isinstance(w, fasttb.SummaryWriter)
+        w.add_scalar("x", 1.0, 0)
+        w.close()
+        fasttb.patch()
+        w = Early({str(tmp_path / 'e')!r})
+        made["again"] = type(w).__module__, isinstance(w, Early), isinstance(w, fasttb.SummaryWriter)
+        w.close()
+        print(json.dumps(made))
+    """)
+    made = _child_report(result)
+    assert made["early"] == ["fasttb.writer", True, True]
+    assert made["attribute"] == ["fasttb.writer", True, True]
+    assert made["subclass"] == ["__main__", True, False]
+    assert made["unpatched"] == ["torch.utils.tensorboard.writer", True, False]
+    assert made["again"] == ["fasttb.writer", True, True]
+    assert [e.summary.value[0].simple_value for e in read_events(str(tmp_path / "a")) if e.summary.value] == [1.0]
+    assert [e.summary.value[0].simple_value for e in read_events(str(tmp_path / "d")) if e.summary.value] == [1.0]
+
+
+def test_patched_writer_serves_the_stock_file_writer_api(tmp_path):
+    # Lightning's log_hyperparams writes torch's own hparams summaries through _get_file_writer().
+    result = run_child(f"""
+        import fasttb
+        fasttb.patch()
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams
+        w = SummaryWriter({str(tmp_path)!r})
+        for summary in hparams({{"lr": 0.5}}, {{"m": 1.0}}):
+            w._get_file_writer().add_summary(summary)
+        w.file_writer.flush()
+        print(w.get_logdir() == {str(tmp_path)!r}, w.log_dir == {str(tmp_path)!r})
+        w.close()
+    """)
+    assert result.stdout.split() == ["True", "True"]
+    tags = [v.tag for e in read_events(str(tmp_path)) for v in e.summary.value]
+    assert tags == ["_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"]
+
+
+def test_patch_reaches_tensorboardx_with_its_dialect(tmp_path):
+    pytest.importorskip("tensorboardX")
+    result = run_child(f"""
+        import json, sys
+        import fasttb
+        fasttb.patch()
+        assert "tensorboardX" not in sys.modules
+        import tensorboardX
+        import fasttb.tensorboardX
+        w = tensorboardX.SummaryWriter(logdir={str(tmp_path)!r})
+        w.add_scalar("x", 2.0, 1)
+        w.close()
+        print(json.dumps([isinstance(w, tensorboardX.SummaryWriter),
+                          isinstance(w, fasttb.tensorboardX.SummaryWriter)]))
+    """)
+    assert _child_report(result) == [True, True]
+    assert [e.summary.value[0].simple_value for e in read_events(str(tmp_path)) if e.summary.value] == [2.0]
+
+
+def _script(tmp_path, body=SCRIPT):
+    path = tmp_path / "train.py"
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def test_run_command_runs_a_script_patched(tmp_path):
+    stock, fast = str(tmp_path / "stock"), str(tmp_path / "fast")
+    script = _script(tmp_path)
+    subprocess.run([sys.executable, script, stock], check=True, timeout=120, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "fasttb", "run", script, fast], timeout=120,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = _child_report(result)
+    assert report["module"] == "fasttb.writer" and report["stock"]
+    assert report["argv"] == [script, fast]
+    assert_same_runs(stock, fast)
+
+
+def test_run_command_passes_on_exit_status_and_module_form(tmp_path):
+    _script(tmp_path, "import sys\nprint(sys.argv[1:])\nsys.exit(7)\n")
+    result = subprocess.run([sys.executable, "-m", "fasttb", "run", str(tmp_path / "train.py"), "--x", "1"],
+                            timeout=60, capture_output=True, text=True)
+    assert result.returncode == 7 and result.stdout.strip() == "['--x', '1']"
+    result = subprocess.run([sys.executable, "-m", "fasttb", "run", "-m", "train", "a"], cwd=str(tmp_path),
+                            timeout=60, capture_output=True, text=True)
+    assert result.returncode == 7 and result.stdout.strip() == "['a']"
+    result = subprocess.run([sys.executable, "-m", "fasttb", "run", str(tmp_path / "missing.py")],
+                            timeout=60, capture_output=True, text=True)
+    assert result.returncode == 2 and "missing.py" in result.stderr
+
+
+@pytest.mark.parametrize("value, patched", [("1", True), ("0", False), ("", False)])
+def test_environment_variable_patches_at_start(tmp_path, value, patched):
+    # The wheel's fasttb-patch.pth reads FASTTB_PATCH at interpreter start: no fasttb import in
+    # the script.
+    script = _script(tmp_path, """
+        import sys
+        from torch.utils.tensorboard import SummaryWriter
+        w = SummaryWriter(sys.argv[1])
+        w.add_scalar("x", 1.0, 0)
+        w.close()
+        print(type(w).__module__)
+    """)
+    env = dict(os.environ, FASTTB_PATCH=value)
+    result = subprocess.run([sys.executable, script, str(tmp_path / "run")], env=env, timeout=120,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("fasttb.writer" if patched else "torch.utils.tensorboard.writer")
+    assert len(event_files(str(tmp_path / "run"))) == 1
+
+
+@pytest.mark.slow
+def test_environment_variable_reaches_torchrun_workers(tmp_path):
+    pytest.importorskip("torch.distributed.run")
+    script = _script(tmp_path, """
+        import os, sys
+        from torch.utils.tensorboard import SummaryWriter
+        rank = os.environ["RANK"]
+        w = SummaryWriter(os.path.join(sys.argv[1], "rank" + rank))
+        w.add_scalar("rank", float(rank), 0)
+        w.close()
+        with open(os.path.join(sys.argv[1], "rank" + rank, "writer.txt"), "w") as f:
+            f.write(type(w).__module__)
+    """)
+    env = dict(os.environ, FASTTB_PATCH="1", OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0",
+         script, str(tmp_path / "logs")], env=env, timeout=180, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for rank in (0, 1):
+        assert (tmp_path / "logs" / f"rank{rank}" / "writer.txt").read_text() == "fasttb.writer"
+        values = [e.summary.value[0].simple_value for e in read_events(str(tmp_path / "logs" / f"rank{rank}"))
+                  if e.summary.value]
+        assert values == [float(rank)]
