@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import accumulator
 
 
@@ -58,3 +60,18 @@ def test_bench_png_section_compares_with_pillow(capsys):
     assert len(rows) == len(bench.png_images(8))
     for row in rows:  # "256x256 <class...> <fasttb MB/s> <Pillow MB/s> <speed>x <size>x"
         assert float(row[-4]) > 0 and float(row[-3]) > 0 and row[-2].endswith("x") and row[-1].endswith("x")
+
+
+@pytest.mark.slow
+def test_bench_lightning_section_compares_the_writers_inside_a_fit(tmp_path):
+    pytest.importorskip("lightning")
+    path = str(tmp_path / "bench.json")
+    result = subprocess.run([sys.executable, "-m", "fasttb", "bench", "--quick", "--only", "lightning", "--json", path],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "Lightning Trainer.fit" in result.stdout
+    with open(path) as f:
+        rows = json.load(f)["results"]["lightning"]
+    assert list(rows) == ["no logger", "null writer", "stock", "fasttb"]
+    assert all(r["seconds"] > 0 for r in rows.values())
+    assert {"overhead", "writer"} <= set(rows["fasttb"]) and {"overhead", "writer"} <= set(rows["stock"])

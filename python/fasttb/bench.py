@@ -253,6 +253,90 @@ class Bench:
             t = statistics.median(per_step[name])
             self._record("loop", name, seconds=t, slowdown=t / base - 1)
 
+    def lightning(self) -> None:
+        """Lightning's ``Trainer.fit`` of a tiny model logging 4 scalars per step: without a
+        logger, with a TensorBoardLogger whose writer does nothing (Lightning's own logging
+        work), with the stock TensorBoardLogger, and with the same logger after
+        ``fasttb.patch()``. Lightning flushes the writer every time it logs."""
+        try:
+            import lightning.pytorch as pl
+            import torch
+        except ImportError as exc:
+            self._record("lightning", "stock", missing=f"{exc.name} is not installed")
+            return
+        import logging
+        import warnings
+
+        from . import _patch
+
+        logging.getLogger("lightning").setLevel(logging.ERROR)
+        logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+        torch.set_num_threads(1)
+        steps = 300 if self.quick else 2000
+
+        class Tiny(pl.LightningModule):
+            def __init__(self) -> None:
+                super().__init__()
+                self.layer = torch.nn.Linear(8, 1)
+
+            def training_step(self, batch: Any, index: int) -> Any:
+                loss = torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
+                self.log_dict({"loss": loss, "loss_x2": loss * 2, "index": float(index), "const": 1.0})
+                return loss
+
+            def configure_optimizers(self) -> Any:
+                return torch.optim.SGD(self.parameters(), lr=0.01)
+
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        class NullWriter:
+            def __getattr__(self, name: str) -> Callable[..., None]:
+                return lambda *args, **kwargs: None
+
+        class NullWriterLogger(TensorBoardLogger):
+            @property
+            def experiment(self) -> Any:
+                return NullWriter()
+
+        x = torch.randn(steps * 4, 8)
+        data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x[:, :1]), batch_size=4)
+
+        def fit(kind: str) -> float:
+            logger: Any = False
+            if kind == "null writer":
+                logger = NullWriterLogger(os.path.join(self.root, "lightning"), name="null")
+            elif kind != "no logger":
+                logger = TensorBoardLogger(os.path.join(self.root, "lightning"), name=kind)
+            trainer = pl.Trainer(max_steps=steps, logger=logger, log_every_n_steps=1, enable_checkpointing=False,
+                                 enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+            if kind == "fasttb":
+                _patch.patch()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    start = time.perf_counter()
+                    trainer.fit(Tiny(), data)
+                    seconds = time.perf_counter() - start
+            finally:
+                if kind == "fasttb":
+                    _patch.unpatch()
+            if kind in ("stock", "fasttb"):
+                assert type(logger.experiment).__module__.startswith("fasttb") == (kind == "fasttb")
+            return seconds / steps
+
+        kinds = ["no logger", "null writer", "stock", "fasttb"]
+        per_step: Dict[str, List[float]] = {kind: [] for kind in kinds}
+        for _ in range(3 if self.quick else 5):
+            for kind in kinds:  # interleaved, so drifts in machine speed hit each alike
+                per_step[kind].append(fit(kind))
+        base = statistics.median(per_step["no logger"])
+        null = statistics.median(per_step["null writer"])
+        self._record("lightning", "no logger", seconds=base)
+        self._record("lightning", "null writer", seconds=null, overhead=null - base)
+        for kind in kinds[2:]:
+            t = statistics.median(per_step[kind])
+            self._record("lightning", kind, seconds=t, overhead=t - base, writer=t - null)
+
     # -- histograms and images -----------------------------------------------------------------
 
     def _call_and_flush(self, label: str, call: Callable[[Any, int], None], repeats: int,
@@ -401,8 +485,22 @@ class Bench:
             for name, r in loop.items():
                 extra = f"  {r['slowdown'] * 100:+6.1f}%" if "slowdown" in r else ""
                 lines.append(f"  {name:28s} {r['seconds'] * 1e3:12.3f} ms{extra}")
+        fit = self.results.get("lightning", {})
+        if fit:
+            lines.append("Lightning Trainer.fit, 4 scalars per step, flushed each step (median per step)")
+            for name, r in fit.items():
+                if "missing" in r:
+                    lines.append(f"  {name:28s} not run: {r['missing']}")
+                    continue
+                extra = f"  logging {r['overhead'] * 1e6:7.1f} us" if "overhead" in r else ""
+                if "writer" in r:
+                    extra += f", of which the writer {r['writer'] * 1e6:7.1f} us"
+                lines.append(f"  {name:28s} {r['seconds'] * 1e3:12.3f} ms{extra}")
+            if "stock" in fit and "fasttb" in fit:
+                lines.append(f"  per step, fasttb saves {(fit['stock']['seconds'] - fit['fasttb']['seconds']) * 1e6:.1f} us "
+                             f"of the stock writer's {fit['stock']['writer'] * 1e6:.1f} us")
         for section, rows in self.results.items():
-            if not all("call" in r or "missing" in r for r in rows.values()):
+            if section == "lightning" or not all("call" in r or "missing" in r for r in rows.values()):
                 continue
             lines.append(f"{section}: caller / until flush() (median)")
             ours = rows.get("fasttb")
@@ -461,7 +559,7 @@ def main(quick: bool = False, json_path: Optional[str] = None,
     names = ", ".join(bench.classes)
     print(f"fasttb bench ({'quick' if quick else 'full'}): {names}; {machine_line()}")
     sections = sections or ["imports", "scalars", "throughput", "training_loop", "histograms", "images", "kinds",
-                            "png"]
+                            "png", "lightning"]
     results = bench.run(sections)
     print()
     print(bench.report())
