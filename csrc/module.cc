@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -20,6 +21,7 @@
 #include "png.h"
 #include "producer.h"
 #include "python_interop.h"
+#include "reader.h"
 #include "record.h"
 #include "side_files.h"
 #include "writer.h"
@@ -199,6 +201,64 @@ void register_encoders(py::module_& m) {
         return histogram_tuple(h);
     }, py::arg("values"), py::arg("max_bins") = 0,
        "(min, max, num, sum, sum_squares, bucket_limit, bucket) for the default edges.");
+    m.def("scan_events", [](const py::object& data, bool scalars, bool values, bool skip_corrupt) {
+        // A contiguous view of the file's bytes (bytes, bytearray, mmap), held for the scan.
+        Py_buffer view;
+        if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+        std::unique_ptr<Py_buffer, void (*)(Py_buffer*)> held(&view, PyBuffer_Release);
+        fasttb::ScanOptions options;
+        options.scalars = scalars;
+        options.values = values;
+        options.skip_corrupt = skip_corrupt;
+        fasttb::ScanResult r;
+        {
+            PythonLock lock;
+            fasttb::Unlocked unlocked(lock);  // reads only the buffer, which `held` keeps
+            fasttb::scan_event_file(static_cast<const uint8_t*>(view.buf), size_t(view.len), options, r);
+        }
+        auto column = [](const auto& v) {
+            return py::bytes(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(v[0]));
+        };
+        py::list tags;
+        for (const std::string& t : r.tags)
+            tags.append(py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(t.data(), Py_ssize_t(t.size()), "replace")));
+        py::dict out;
+        out["tags"] = tags;
+        out["scalar_tag_order"] = column(r.scalar_tag_order);
+        out["value_tag_order_kind"] = column(r.value_tag_order_kind);
+        out["value_tag_order"] = column(r.value_tag_order);
+        out["scalar_event"] = column(r.scalar_event);
+        out["scalar_step"] = column(r.scalar_step);
+        out["scalar_wall_time"] = column(r.scalar_wall_time);
+        out["scalar_value"] = column(r.scalar_value);
+        out["scalar_tag"] = column(r.scalar_tag);
+        out["value_event"] = column(r.value_event);
+        out["value_step"] = column(r.value_step);
+        out["value_wall_time"] = column(r.value_wall_time);
+        out["value_tag"] = column(r.value_tag);
+        out["value_kind"] = column(r.value_kind);
+        out["value_offset"] = column(r.value_offset);
+        out["value_length"] = column(r.value_length);
+        out["metadata_tag"] = column(r.metadata_tag);
+        out["metadata_offset"] = column(r.metadata_offset);
+        out["metadata_length"] = column(r.metadata_length);
+        out["purge_event"] = column(r.purge_event);
+        out["purge_step"] = column(r.purge_step);
+        out["purge_all"] = column(r.purge_all);
+        out["purge_tags_begin"] = column(r.purge_tags_begin);
+        out["purge_tags_end"] = column(r.purge_tags_end);
+        out["purge_tag_list"] = column(r.purge_tag_list);
+        out["events"] = r.events;
+        out["graphs"] = r.graphs;
+        out["run_metadata"] = r.run_metadata;
+        out["bytes"] = r.bytes;
+        out["truncated_at"] = r.truncated ? py::object(py::int_(r.truncated_at)) : py::object(py::none());
+        out["error"] = r.error.empty() ? py::object(py::none()) : py::object(py::str(r.error));
+        out["error_at"] = r.error_at;
+        out["skipped"] = r.skipped;
+        return out;
+    }, py::arg("data"), py::arg("scalars") = true, py::arg("values") = true, py::arg("skip_corrupt") = false,
+       "Scan an event file's bytes: records checked, Events decoded into columns (see csrc/reader.h).");
     m.def("default_edges", [] { return fasttb::default_edges(); });
     m.def("encode_png", [](const py::array& array, bool planar) {
         const fasttb::Pixels pixels = image_of(array, planar, false);

@@ -10,7 +10,7 @@ included), as do ``python -m fasttb run script.py`` and ``FASTTB_PATCH=1`` in th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _core
 from ._patch import patch, unpatch
@@ -25,6 +25,8 @@ def set_queue_limit(nbytes: int) -> None:
 
 
 __version__: str  # set by __getattr__ on first use
+if TYPE_CHECKING:
+    from .reader import SummaryReader
 
 
 def __getattr__(name: str) -> Any:
@@ -38,7 +40,11 @@ def __getattr__(name: str) -> Any:
         except PackageNotFoundError:  # running from a source tree
             __version__ = "0.0.0"
         return __version__
+    if name == "SummaryReader":  # the reader loads on first use (it is not needed for writing)
+        from .reader import SummaryReader
+
+        return SummaryReader
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["FileWriter", "SummaryWriter", "patch", "set_queue_limit", "unpatch", "__version__"]
+__all__ = ["FileWriter", "SummaryReader", "SummaryWriter", "patch", "set_queue_limit", "unpatch", "__version__"]

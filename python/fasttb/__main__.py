@@ -1,4 +1,4 @@
-"""Command line: ``python -m fasttb demo``, ``bench`` and ``run``."""
+"""Command line: ``python -m fasttb demo``, ``bench``, ``run``, ``inspect`` and ``export``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.add_argument("--only", metavar="SECTION", action="append",
                        choices=["imports", "scalars", "throughput", "training_loop", "histograms", "images",
-                                "kinds", "png", "lightning"],
+                                "kinds", "png", "lightning", "reader"],
                        help="run this section only (may be repeated)")
     run = commands.add_parser(
         "run", help="run a Python script (or -m module) with the stock writers patched to fasttb",
@@ -27,7 +27,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     run.add_argument("-m", dest="module", action="store_true", help="the target is a module, as in python -m")
     run.add_argument("target", help="the script's path (or the module's name with -m)")
     run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+    inspect = commands.add_parser("inspect", help="runs, tags, kinds, counts, step ranges and a CRC verdict per file")
+    inspect.add_argument("path", help="a log directory or an event file")
+    export = commands.add_parser("export", help="write the scalars of a log as CSV or Parquet")
+    export.add_argument("path", help="a log directory or an event file")
+    export.add_argument("--format", choices=["csv", "parquet"], default="csv", help="csv (default) or parquet")
+    export.add_argument("-o", "--output", required=True, help="the file to write")
+    export.add_argument("--tags", metavar="REGEX", help="only tags that contain a match of REGEX")
     args = parser.parse_args(argv)
+    if args.command in ("inspect", "export"):
+        from . import reader_cli
+
+        return reader_cli.main_inspect(args) if args.command == "inspect" else reader_cli.main_export(args)
     if args.command == "run":
         return run_patched(args.target, args.args, args.module)
     if args.command == "demo":

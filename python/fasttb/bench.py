@@ -337,6 +337,77 @@ class Bench:
             t = statistics.median(per_step[kind])
             self._record("lightning", kind, seconds=t, overhead=t - base, writer=t - null)
 
+    def reader(self) -> None:
+        """Reading logs back: scalars into tbparse's DataFrame with tbparse, with tensorboard's
+        EventAccumulator (all scalars collected) and with fasttb.SummaryReader; and listing the
+        tags of a log that is mostly images."""
+        try:
+            import pandas  # noqa: F401  (imported before the clocks start, as tbparse imports it)
+        except ImportError:
+            self._record("reader", "scalars", missing="pandas is not installed")
+            return
+        from .reader import SummaryReader
+
+        readers: Dict[str, Callable[[str], Any]] = {"fasttb": lambda d: SummaryReader(d).scalars}
+        try:
+            import tbparse
+
+            readers["tbparse"] = lambda d: tbparse.SummaryReader(d).scalars
+        except ImportError:
+            pass
+        try:
+            from tensorboard.backend.event_processing import event_accumulator as ea
+
+            def accumulate(d: str) -> int:
+                acc = ea.EventAccumulator(d, size_guidance={ea.SCALARS: 0})
+                acc.Reload()
+                return sum(len(acc.Scalars(tag)) for tag in acc.Tags()[ea.SCALARS])
+
+            readers["EventAccumulator"] = accumulate
+        except ImportError:
+            pass
+        from . import SummaryWriter
+
+        sizes = [10_000, 100_000] if self.quick else [10_000, 100_000, 1_000_000]
+        for n in sizes:
+            logdir = os.path.join(self.root, f"read-{n}")
+            with SummaryWriter(logdir) as w:
+                for step in range(n // 4):
+                    for tag in ("loss", "accuracy", "lr", "grad/norm"):
+                        w.add_scalar(tag, step * 1e-3, step)
+            size = sum(os.path.getsize(os.path.join(logdir, f)) for f in os.listdir(logdir))
+            row: Dict[str, Any] = {"bytes": size}
+            for name, read in readers.items():
+                repeats = (5 if n <= 100_000 else 3) if name == "fasttb" else (3 if n <= 10_000 else 1)
+                samples = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    read(logdir)
+                    samples.append(time.perf_counter() - start)
+                row[name] = statistics.median(samples)
+            self._record("reader", f"{n:,} scalars into a DataFrame", **row)
+            shutil.rmtree(logdir, ignore_errors=True)
+        # Tags of a log that is mostly images: 3x512x512 noise PNGs (~0.8 MB each).
+        target = (64 << 20) if self.quick else (1 << 30)
+        logdir = os.path.join(self.root, "read-images")
+        rng = np.random.default_rng(0)
+        images = [rng.integers(0, 256, (3, 512, 512), dtype=np.uint8) for _ in range(8)]
+        with SummaryWriter(logdir) as w:
+            step = 0
+            while step * 790_000 < target:
+                w.add_image(f"camera/{step % 3}", images[step % 8], step)
+                w.add_scalar("loss", 1.0 / (step + 1), step)
+                step += 1
+        size = sum(os.path.getsize(os.path.join(logdir, f)) for f in os.listdir(logdir))
+        samples = []
+        for _ in range(3):
+            start = time.perf_counter()
+            listed = SummaryReader(logdir).get_tags()
+            samples.append(time.perf_counter() - start)
+        assert isinstance(listed, dict) and listed["images"] == ["camera/0", "camera/1", "camera/2"]
+        self._record("reader", "tags of an image log", bytes=size, fasttb=statistics.median(samples))
+        shutil.rmtree(logdir, ignore_errors=True)
+
     # -- histograms and images -----------------------------------------------------------------
 
     def _call_and_flush(self, label: str, call: Callable[[Any, int], None], repeats: int,
@@ -485,6 +556,18 @@ class Bench:
             for name, r in loop.items():
                 extra = f"  {r['slowdown'] * 100:+6.1f}%" if "slowdown" in r else ""
                 lines.append(f"  {name:28s} {r['seconds'] * 1e3:12.3f} ms{extra}")
+        read = self.results.get("reader", {})
+        if read:
+            lines.append("reading logs back (median): seconds, and fasttb's speed-up")
+            for name, r in read.items():
+                if "missing" in r:
+                    lines.append(f"  {name:34s} not run: {r['missing']}")
+                    continue
+                parts = [f"fasttb {r['fasttb']:8.3f} s ({r['bytes'] / r['fasttb'] / 1e6:6.0f} MB/s)"]
+                for other in ("tbparse", "EventAccumulator"):
+                    if other in r:
+                        parts.append(f"{other} {r[other]:8.2f} s = {r[other] / r['fasttb']:5.0f}x")
+                lines.append(f"  {name:34s} " + ", ".join(parts) + f"  [{r['bytes'] / 1e6:,.0f} MB]")
         fit = self.results.get("lightning", {})
         if fit:
             lines.append("Lightning Trainer.fit, 4 scalars per step, flushed each step (median per step)")
@@ -500,7 +583,7 @@ class Bench:
                 lines.append(f"  per step, fasttb saves {(fit['stock']['seconds'] - fit['fasttb']['seconds']) * 1e6:.1f} us "
                              f"of the stock writer's {fit['stock']['writer'] * 1e6:.1f} us")
         for section, rows in self.results.items():
-            if section == "lightning" or not all("call" in r or "missing" in r for r in rows.values()):
+            if section in ("lightning", "reader") or not all("call" in r or "missing" in r for r in rows.values()):
                 continue
             lines.append(f"{section}: caller / until flush() (median)")
             ours = rows.get("fasttb")
@@ -559,7 +642,7 @@ def main(quick: bool = False, json_path: Optional[str] = None,
     names = ", ".join(bench.classes)
     print(f"fasttb bench ({'quick' if quick else 'full'}): {names}; {machine_line()}")
     sections = sections or ["imports", "scalars", "throughput", "training_loop", "histograms", "images", "kinds",
-                            "png", "lightning"]
+                            "png", "lightning", "reader"]
     results = bench.run(sections)
     print()
     print(bench.report())

@@ -1,0 +1,133 @@
+"""``python -m fasttb inspect PATH`` and ``python -m fasttb export PATH``: what a log holds, and
+its scalars as CSV or Parquet, read with ``fasttb.reader``."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import sys
+from typing import Any, Dict, List, Optional, TextIO, Tuple
+
+import numpy as np
+
+from .reader import EventFile, SummaryReader, is_summary_events_file, scan_tree, _walk
+
+_KIND_NAMES = {4: "image", 5: "histogram", 6: "audio", 8: "tensor"}
+
+
+def _tag_rows(f: EventFile) -> List[Tuple[str, str, int, int, int]]:
+    """(tag, kind, count, first step, last step) for every tag of one file."""
+    plugin_of: Dict[str, str] = {}
+    for tag in f.metadata:
+        for plugin in ("text", "hparams", "pr_curves", "scalars", "mesh", "custom_scalars"):
+            if tag in f.plugin_contents(plugin):
+                plugin_of[tag] = plugin
+    rows = []
+    for tag_id in f.scalar_tags:
+        steps = f.scalar_step[f.scalar_tag == tag_id]
+        rows.append((f.tags[tag_id], "scalar", len(steps), *(_range(steps))))
+    for kind in (5, 4, 6, 8):
+        for tag_id in f.value_tags[kind]:
+            steps = f.value_step[(f.value_kind == kind) & (f.value_tag == tag_id)]
+            name = _KIND_NAMES[kind]
+            tag = f.tags[tag_id]
+            if kind == 8 and tag in plugin_of:
+                name = f"tensor ({plugin_of[tag]})"
+            rows.append((tag, name, len(steps), *(_range(steps))))
+    for tag in f.metadata:
+        if plugin_of.get(tag) == "hparams" and not any(r[0] == tag for r in rows):
+            rows.append((tag, "hparams", 1, 0, 0))
+    return rows
+
+
+def _range(steps: np.ndarray) -> Tuple[int, int]:
+    return (int(steps.min()), int(steps.max())) if len(steps) else (0, 0)
+
+
+def _verdict(f: EventFile) -> str:
+    parts = []
+    if f.skipped:
+        parts.append(f"CORRUPT: {len(f.skipped)} record(s) fail their check, the first at byte {f.skipped[0]}")
+    if f.truncated_at is not None:
+        parts.append(f"last record cut short at byte {f.truncated_at} (still being written?)")
+    return "; ".join(parts) or "CRC OK"
+
+
+def inspect(path: str, out: TextIO = sys.stdout) -> int:
+    """Prints each run under ``path``: its event files with their record counts and CRC verdict,
+    and each tag's kind, count and step range. Returns 1 if any file is corrupt, else 0."""
+    if not os.path.exists(path):
+        print(f"fasttb inspect: no such file or directory: {path}", file=sys.stderr)
+        return 2
+    files = [p for p in _walk(path) if is_summary_events_file(p)]
+    if not files:
+        print(f"no event files under {path}", file=out)
+        return 0
+    scanned = scan_tree(files, skip_corrupt=True)
+    root = path if os.path.isdir(path) else os.path.dirname(path)
+    runs: Dict[str, List[EventFile]] = {}
+    for f in scanned:
+        runs.setdefault(os.path.relpath(os.path.dirname(f.path), root), []).append(f)
+    status = 0
+    for run, run_files in runs.items():
+        print(f"run {run}", file=out)
+        tags: Dict[Tuple[str, str], List[int]] = {}
+        for f in run_files:
+            status |= bool(f.skipped)
+            print(f"  {os.path.basename(f.path)}: {f.size:,} bytes, {f.events:,} records, {_verdict(f)}", file=out)
+            for tag, kind, count, first, last in _tag_rows(f):
+                entry = tags.setdefault((tag, kind), [0, first, last])
+                entry[0] += count
+                entry[1], entry[2] = min(entry[1], first), max(entry[2], last)
+            if f.graphs or f.run_metadata:
+                print(f"    graphs: {f.graphs}, run metadata: {f.run_metadata}", file=out)
+        width = max((len(t) for t, _ in tags), default=3)
+        for (tag, kind), (count, first, last) in tags.items():
+            print(f"    {tag:{width}s}  {kind:20s} {count:>10,} values, steps {first}..{last}", file=out)
+    return status
+
+
+def export(path: str, output: str, fmt: str = "csv", tags: Optional[str] = None) -> int:
+    """Writes the scalars under ``path`` (run, tag, step, value, wall_time; sorted as the reader
+    sorts them) to ``output`` as CSV or Parquet; ``tags``: a regular expression a tag must
+    contain a match of. Returns the number of rows written."""
+    reader = SummaryReader(path, extra_columns={"dir_name", "wall_time"}, event_types={"scalars"})
+    cols = reader.columns("scalars")
+    if "dir_name" not in cols:  # no scalars at all
+        cols["dir_name"] = np.zeros(0, object)
+        cols["wall_time"] = np.zeros(0)
+    if tags is not None:
+        pattern = re.compile(tags)
+        unique = np.unique(cols["tag"]) if len(cols["tag"]) else np.zeros(0, object)
+        wanted = [t for t in unique if pattern.search(t)]
+        keep = np.isin(cols["tag"], np.array(wanted, dtype=object))
+        cols = {k: v[keep] for k, v in cols.items()}
+    names = ["dir_name", "tag", "step", "value", "wall_time"]
+    if fmt == "parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ImportError("export --format parquet: install pyarrow (pip install pyarrow)") from None
+        table = pa.table({("run" if n == "dir_name" else n): pa.array(cols[n].tolist() if cols[n].dtype == object
+                                                                     else cols[n]) for n in names})
+        pq.write_table(table, output)
+    elif fmt == "csv":
+        with open(output, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["run", "tag", "step", "value", "wall_time"])
+            writer.writerows(zip(*(cols[n].tolist() for n in names)))
+    else:
+        raise ValueError(f"format: expected 'csv' or 'parquet', got {fmt!r}")
+    return len(cols["step"])
+
+
+def main_inspect(args: Any) -> int:
+    return inspect(args.path)
+
+
+def main_export(args: Any) -> int:
+    rows = export(args.path, args.output, args.format, args.tags)
+    print(f"{rows:,} scalars written to {args.output}")
+    return 0

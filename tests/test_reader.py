@@ -1,0 +1,358 @@
+"""fasttb.SummaryReader against tbparse: the same logs (written by torch's writer, tensorboardX and
+fasttb) give equal DataFrames for every event type, with pivot on and off and every extra column;
+corrupt and truncated files never crash it and give the documented result; inspect and export."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import run_child
+from every_kind import log_every_kind, onnx_model
+
+pd = pytest.importorskip("pandas")
+tbparse = pytest.importorskip("tbparse")
+
+from fasttb.reader import CorruptRecordError, CorruptRecordWarning, SummaryReader  # noqa: E402
+
+import fasttb  # noqa: E402
+
+# tbparse reads images and audio only with TensorFlow, which is not installed here.
+TYPES = ["scalars", "tensors", "histograms", "hparams", "text"]
+EXTRAS = [set(), {"dir_name"}, {"file_name"}, {"wall_time"}, {"min", "max", "num", "sum", "sum_squares"},
+          {"dir_name", "file_name", "wall_time", "min", "max", "num", "sum", "sum_squares", "width", "height",
+           "content_type", "length_frames", "sample_rate"}]
+
+
+def _scalars_and_restarts(make_writer, logdir):
+    """Several tags and runs, duplicate steps, a restart with purge_step, new-style scalars."""
+    w = make_writer(os.path.join(logdir, "train"))
+    for step in range(30):
+        w.add_scalar("loss", 1.0 / (step + 1), step)
+        w.add_scalar("acc/top1", step / 30.0, step)
+        if step % 10 == 0:
+            w.add_scalar("loss", -1.0, step)  # a second value at the same step
+    w.close()
+    w = make_writer(os.path.join(logdir, "train"), purge_step=20)  # a restart: steps >= 20 of the
+    for step in range(20, 25):                                      # first file are purged
+        w.add_scalar("loss", 10.0 + step, step)
+    w.close()
+    w = make_writer(os.path.join(logdir, "eval"))
+    for step in range(0, 30, 5):
+        w.add_scalar("loss", 2.0 + step, step)
+        w.add_histogram("weights", np.linspace(-1, 1, 50) * step, step)
+        w.add_text("note", f"step {step}", step)
+    w.close()
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    """{writer name: log dir}, each written by that writer."""
+    from torch.utils.tensorboard import SummaryWriter as TorchWriter
+
+    root = tmp_path_factory.mktemp("logs")
+    model = str(root / "model.onnx")
+    onnx_model(model)
+    out = {}
+    for name, cls in (("torch", TorchWriter), ("fasttb", fasttb.SummaryWriter)):
+        logdir = str(root / name)
+        with cls(os.path.join(logdir, "kinds")) as w:
+            log_every_kind(w, model, tensor=_tensor)
+            w.add_scalar("new", 2.5, 3, new_style=True)
+        _scalars_and_restarts(lambda d, purge_step=None, cls=cls: cls(d, purge_step=purge_step), logdir)
+        out[name] = logdir
+    import tensorboardX
+
+    logdir = str(root / "tensorboardX")
+    with tensorboardX.SummaryWriter(os.path.join(logdir, "kinds")) as w:
+        rng = np.random.default_rng(1)
+        w.add_scalar("scalar", 0.5, 1, display_name="Scalar", summary_description="described")
+        w.add_scalars("group", {"a": 1.0, "b": 2.0}, 2)
+        w.add_histogram("histogram", rng.standard_normal(100), 3)
+        w.add_text("text", "hello", 4)
+        w.add_pr_curve("pr", rng.integers(0, 2, 100), rng.random(100), 5)
+        w.add_hparams({"lr": 0.1, "name": "x", "flag": True}, {"hp/acc": 0.5}, name="hp")
+        w.add_mesh("mesh", rng.random((1, 4, 3)), faces=np.array([[[0, 1, 2]]]))
+    _scalars_and_restarts(lambda d, purge_step=None: tensorboardX.SummaryWriter(d, purge_step=purge_step), logdir)
+    out["tensorboardX"] = logdir
+    return out
+
+
+def _tensor(a):
+    import torch
+
+    return torch.as_tensor(a)
+
+
+@pytest.mark.parametrize("writer", ["torch", "tensorboardX", "fasttb"])
+@pytest.mark.parametrize("pivot", [False, True])
+def test_dataframes_equal_tbparse(logs, writer, pivot):
+    for extra in EXTRAS:
+        theirs = tbparse.SummaryReader(logs[writer], pivot=pivot, extra_columns=extra, event_types=set(TYPES))
+        ours = SummaryReader(logs[writer], pivot=pivot, extra_columns=extra, event_types=set(TYPES))
+        for event_type in TYPES:
+            expected = theirs.get_events(event_type)
+            got = ours.get_events(event_type)
+            pd.testing.assert_frame_equal(got, expected, check_exact=True, obj=f"{event_type} {extra}")
+        assert ours.get_tags() == theirs.get_tags()
+        assert ours.tags == theirs.tags
+
+
+def test_properties_and_the_log_tree_match_tbparse(logs):
+    theirs = tbparse.SummaryReader(logs["fasttb"])
+    ours = SummaryReader(logs["fasttb"], event_types=set(TYPES))
+    pd.testing.assert_frame_equal(ours.scalars, theirs.scalars)
+    pd.testing.assert_frame_equal(ours.tensors, theirs.tensors)
+    pd.testing.assert_frame_equal(ours.histograms, theirs.histograms)
+    pd.testing.assert_frame_equal(ours.hparams, theirs.hparams)
+    pd.testing.assert_frame_equal(ours.text, theirs.text)
+    assert sorted(ours.children) == sorted(theirs.children)
+    assert repr(ours["train"]) == repr(theirs["train"])
+    # A single file, as tbparse reads one.
+    run = os.path.join(logs["fasttb"], "train")
+    first = sorted(os.listdir(run))[0]
+    pd.testing.assert_frame_equal(SummaryReader(os.path.join(run, first)).scalars,
+                                  tbparse.SummaryReader(os.path.join(run, first)).scalars)
+    # The purge: steps >= 20 of the first file are gone, the restart's values are there.
+    loss = ours.scalars[ours.scalars.tag == "loss"]
+    train_values = set(loss[loss.step >= 20].value)
+    assert {30.0, 31.0} <= train_values and 1.0 / 21 not in train_values
+
+
+def test_out_of_order_steps_purge_as_in_event_accumulator(tmp_path):
+    # Files without a file_version use the older rule: a step that goes back purges, for the tags
+    # of that event, what came before at that step or later (an empty tag purges every tag).
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    path = tmp_path / "events.out.tfevents.0.old"
+    records = []
+
+    def event(step, **values):
+        value = [summary_pb2.Summary.Value(tag=t, simple_value=v) for t, v in values.items()]
+        records.append(event_pb2.Event(wall_time=step, step=step, summary=summary_pb2.Summary(value=value)))
+
+    for step in range(10):
+        event(step, a=step, b=-step)
+    event(5, a=50.0)        # purges a >= 5
+    event(6, b=60.0)        # purges b >= 6
+    event(7, **{"": 70.0})  # empty tag: purges every tag >= 7
+    event(20, a=1.0)
+    with open(path, "wb") as f:
+        for r in records:
+            f.write(fasttb._core.frame_record(r.SerializeToString()))
+    for pivot in (False, True):
+        pd.testing.assert_frame_equal(SummaryReader(str(tmp_path), pivot=pivot).scalars,
+                                      tbparse.SummaryReader(str(tmp_path), pivot=pivot).scalars)
+    steps = SummaryReader(str(tmp_path)).scalars.groupby("tag").step.apply(list).to_dict()
+    assert steps["a"] == [0, 1, 2, 3, 4, 5, 20] and steps["b"] == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_images_and_audio_decoded(tmp_path):
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (3, 6, 5), dtype=np.uint8)
+    sound = np.sin(np.linspace(0, 20, 800)).astype(np.float32) * 0.5
+    with fasttb.SummaryWriter(str(tmp_path)) as w:
+        w.add_image("im", image, 1)
+        w.add_image("im", image[:, ::-1], 2)
+        w.add_audio("au", sound, 3, sample_rate=8000)
+    reader = SummaryReader(str(tmp_path), extra_columns={"width", "height", "sample_rate", "length_frames",
+                                                        "content_type"})
+    images = reader.images
+    assert list(images.columns) == ["step", "tag", "value", "height", "width"]
+    assert (images.value[0] == image.transpose(1, 2, 0)).all() and (images.value[1] == image[:, ::-1].transpose(1, 2, 0)).all()
+    assert list(images.height) == [6, 6] and list(images.width) == [5, 5]
+    audio = reader.audio
+    expected = np.round(np.clip(sound, -1, 1) * 32767).astype(np.int16) / 32768.0
+    assert audio.value[0].shape == (800, 1) and np.allclose(audio.value[0][:, 0], expected, atol=1 / 32768)
+    assert audio.sample_rate[0] == 8000 and audio.length_frames[0] == 800
+    assert audio.content_type[0] == "audio/wav"
+    assert reader.get_tags("images") == ["im"] and reader.get_tags("audio") == ["au"]
+
+
+def test_bad_arguments_raise_as_tbparse(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        SummaryReader(str(tmp_path / "missing"))
+    with pytest.raises(KeyError):
+        SummaryReader(str(tmp_path), extra_columns={"nope"})
+    with pytest.raises(KeyError):
+        SummaryReader(str(tmp_path), event_types={"nope"})
+    with pytest.raises(ValueError):
+        SummaryReader(str(tmp_path), extra_columns=["wall_time"])
+    reader = SummaryReader(str(tmp_path), event_types={"scalars"})
+    with pytest.raises(ValueError, match="ignored"):
+        reader.get_events("text")
+    with pytest.raises(ValueError, match="Unknown"):
+        reader.get_events("nope")
+    assert reader.scalars.empty
+
+
+def _small_file(tmp_path):
+    path = str(tmp_path / "events.out.tfevents.1.small")
+    w = fasttb.FileWriter(str(tmp_path))
+    w.close()
+    os.remove(w.path)
+    with fasttb.SummaryWriter(str(tmp_path), filename_suffix=".small") as sw:
+        for step in range(3):
+            sw.add_scalar("x", float(step), step)
+        path = sw.file_writer.path
+    with open(path, "rb") as f:
+        data = f.read()
+    return path, data
+
+
+def _record_starts(data):
+    starts, pos = [], 0
+    while pos < len(data):
+        starts.append(pos)
+        pos += 16 + int.from_bytes(data[pos:pos + 8], "little")
+    return starts
+
+
+def test_every_cut_and_every_flipped_byte(tmp_path):
+    path, data = _small_file(tmp_path)
+    starts = _record_starts(data)
+    # Cuts: the records that are whole are read, the cut one is left out without an error.
+    # Flips: the record holding the flipped byte raises, naming the file and its first byte;
+    # with skip_corrupt the others are read.
+    result = run_child(f"""
+        import json, os, warnings
+        from fasttb.reader import read_event_file, CorruptRecordError
+        data = open({path!r}, "rb").read()
+        starts = {starts!r}
+        cut_path = {str(tmp_path / "cut" / "events.out.tfevents.cut")!r}
+        os.makedirs(os.path.dirname(cut_path), exist_ok=True)
+        out = {{"cuts": [], "flips": [], "skips": []}}
+        for n in range(len(data)):
+            open(cut_path, "wb").write(data[:n])
+            f = read_event_file(cut_path)
+            out["cuts"].append([f.events, f.truncated_at, list(map(float, f.scalar_value))])
+        for i in range(len(data)):
+            for bit in (0, 7):
+                flipped = bytearray(data)
+                flipped[i] ^= 1 << bit
+                open(cut_path, "wb").write(flipped)
+                try:
+                    read_event_file(cut_path)
+                    out["flips"].append(None)
+                except CorruptRecordError as e:
+                    out["flips"].append([e.offset, e.path == cut_path, str(e)])
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    f = read_event_file(cut_path, skip_corrupt=True)
+                out["skips"].append([f.events, f.skipped, len(caught)])
+        print(json.dumps(out))
+    """, timeout=300)
+    import json
+
+    out = json.loads(result.stdout)
+    for n, (events, truncated_at, values) in enumerate(out["cuts"]):
+        whole = [s for s in starts + [len(data)] if s <= n]
+        complete = len(whole) - 1 if n < len(data) else len(starts)
+        assert events == complete, n
+        assert truncated_at == (None if n in starts + [len(data)] else whole[-1]), n
+        assert values == [0.0, 1.0, 2.0][:max(0, complete - 1)], n
+    for k, flip in enumerate(out["flips"]):
+        i = k // 2
+        record = max(s for s in starts if s <= i)
+        assert flip is not None and flip[1], i
+        assert flip[0] == record, (i, flip)
+        assert f"byte {record}" in flip[2] and "CRC32C" in flip[2] or "not a valid Event" in flip[2]
+    for k, (events, skipped, warned) in enumerate(out["skips"]):
+        i = k // 2
+        record = max(s for s in starts if s <= i)
+        assert skipped[0] == record and warned == len(skipped), i
+        assert events >= len(starts) - 1 - (1 if i < 12 else 0), i  # a bad length may hide one more
+
+
+def test_corrupt_record_through_the_reader(tmp_path):
+    path, data = _small_file(tmp_path)
+    starts = _record_starts(data)
+    bad = bytearray(data)
+    bad[starts[2] + 14] ^= 0xFF  # inside the data of the third record (the second scalar)
+    with open(path, "wb") as f:
+        f.write(bad)
+    with pytest.raises(CorruptRecordError, match=f"byte {starts[2]}") as info:
+        SummaryReader(str(tmp_path))
+    assert info.value.path == path and info.value.offset == starts[2]
+    with pytest.warns(CorruptRecordWarning, match=f"byte {starts[2]}"):
+        reader = SummaryReader(str(tmp_path), skip_corrupt=True)
+    assert list(reader.scalars.value) == [0.0, 2.0]
+
+
+def test_random_bytes_never_crash(tmp_path):
+    run_child(f"""
+        import numpy as np
+        import fasttb._core as core
+        rng = np.random.default_rng(0)
+        base = open({_small_file(tmp_path)[0]!r}, "rb").read()
+        for i in range(3000):
+            if i % 2:
+                data = rng.integers(0, 256, rng.integers(0, 200), dtype=np.uint8).tobytes()
+            else:  # a valid file with random bytes spliced in
+                at = int(rng.integers(0, len(base)))
+                data = base[:at] + rng.integers(0, 256, int(rng.integers(1, 20)), dtype=np.uint8).tobytes() + base[at:]
+            for skip in (False, True):
+                core.scan_events(data, True, True, skip)
+    """, timeout=300)
+
+
+def test_numpy_columns_without_pandas(tmp_path):
+    with fasttb.SummaryWriter(str(tmp_path / "a")) as w:
+        for step in range(5):
+            w.add_scalar("z", step * 2.0, step)
+            w.add_scalar("b", step * 3.0, 4 - step)
+    result = run_child(f"""
+        import sys
+        sys.modules["pandas"] = None
+        from fasttb.reader import SummaryReader
+        c = SummaryReader({str(tmp_path)!r}, extra_columns={{"dir_name", "wall_time"}}).columns()
+        print(list(c), c["tag"].tolist(), c["step"].tolist(), c["value"].tolist(), set(c["dir_name"]))
+    """)
+    assert result.stdout.strip() == ("['step', 'tag', 'value', 'wall_time', 'dir_name'] "
+                                     "['b', 'b', 'b', 'b', 'b', 'z', 'z', 'z', 'z', 'z'] "
+                                     "[0, 1, 2, 3, 4, 0, 1, 2, 3, 4] "
+                                     "[12.0, 9.0, 6.0, 3.0, 0.0, 0.0, 2.0, 4.0, 6.0, 8.0] {'a'}")
+
+
+def test_inspect_command(logs, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "fasttb", "inspect", logs["fasttb"]], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "run train" in out and "run eval" in out and "CRC OK" in out
+    line = next(line for line in out.splitlines() if line.strip().startswith("acc/top1"))
+    assert "scalar" in line and "30 values" in line and "steps 0..29" in line
+    assert "tensor (text)" in out and "histogram" in out
+    # A corrupt file: the verdict names it and the exit status says so.
+    path, data = _small_file(tmp_path)
+    with open(path, "r+b") as f:
+        f.seek(len(data) - 3)
+        f.write(b"\x00\x00\x00")
+    result = subprocess.run([sys.executable, "-m", "fasttb", "inspect", str(tmp_path)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1 and "CORRUPT" in result.stdout
+
+
+def test_export_csv_and_parquet(logs, tmp_path):
+    out = str(tmp_path / "s.csv")
+    result = subprocess.run([sys.executable, "-m", "fasttb", "export", logs["torch"], "-o", out, "--tags", "^loss$"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    expected = tbparse.SummaryReader(logs["torch"], extra_columns={"dir_name"}).scalars
+    expected = expected[expected.tag == "loss"]
+    assert [(r["run"], int(r["step"]), float(r["value"])) for r in rows] == \
+        list(zip(expected.dir_name, expected.step, expected.value))
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    out = str(tmp_path / "s.parquet")
+    subprocess.run([sys.executable, "-m", "fasttb", "export", logs["torch"], "-o", out, "--format", "parquet"],
+                   check=True, capture_output=True, timeout=120)
+    table = pq.read_table(out)
+    assert table.column_names == ["run", "tag", "step", "value", "wall_time"]
+    assert table.num_rows == len(tbparse.SummaryReader(logs["torch"]).scalars)
