@@ -3,9 +3,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <new>
 #include <string_view>
 
+#include "dtype.h"
 #include "producer.h"
 #include "python_interop.h"
 
@@ -78,6 +80,219 @@ bool as_double(PyObject* o, double* out) {
     return false;
 }
 
+// The classes the scalar fast path reads besides Python numbers, found once their module is
+// loaded (strong references, never released: classes outlive every call).
+struct ForeignTypes {
+    PyObject* ndarray = nullptr;        // numpy.ndarray
+    PyObject* tensor = nullptr;         // torch.Tensor
+    PyObject* real_scalars[24] = {};    // numpy scalar classes with a real value (bool included)
+    PyObject* other_scalars[24] = {};   // numpy scalar classes without one (complex, str, ...)
+    int n_real = 0, n_other = 0;
+    // torch.Tensor's own is_cpu and item, looked up once: calling them straight saves two
+    // attribute lookups per call on tensors of exactly that class.
+    PyObject* is_cpu = nullptr;
+    PyObject* item = nullptr;
+    PyObject* dtype = nullptr;
+    PyObject* is_cpu_name = nullptr;  // interned names, for subclasses
+    PyObject* item_name = nullptr;
+    PyObject* dtype_name = nullptr;
+    PyObject* dtypes[9] = {};  // the dtypes whose item() is what the stock writer logs
+    bool torch_failed = false;
+};
+
+// The torch dtypes whose item() equals the stock conversion (numpy(), then float()). Not
+// bfloat16: the stock writer converts it through float16.
+constexpr int kPlainDtypes = 9;
+const char* const kPlainDtypeNames[kPlainDtypes] = {"float32", "float64", "float16", "int8", "int16", "int32",
+                                                    "int64", "uint8", "bool"};
+ForeignTypes g_foreign;
+
+// A class of a module that is already imported (nothing is imported here), or nullptr.
+PyObject* loaded_class(const char* module, const char* name) {
+    PyObject* key = PyUnicode_FromString(module);
+    if (!key) return nullptr;
+    PyObject* mod = PyImport_GetModule(key);
+    Py_DECREF(key);
+    if (!mod) return nullptr;
+    PyObject* cls = PyObject_GetAttrString(mod, name);
+    Py_DECREF(mod);
+    if (!cls || !PyType_Check(cls)) {
+        Py_XDECREF(cls);
+        return nullptr;
+    }
+    return cls;
+}
+
+// Looks up what the tensor path needs from torch, once. False (for good) if any is missing.
+bool torch_ready() {
+    ForeignTypes& g = g_foreign;
+    if (g.item) return true;
+    if (g.torch_failed) return false;
+    PyObject* key = PyUnicode_FromString("torch");
+    PyObject* torch = key ? PyImport_GetModule(key) : nullptr;
+    Py_XDECREF(key);
+    bool ok = torch && (g.is_cpu_name = PyUnicode_InternFromString("is_cpu")) &&
+              (g.item_name = PyUnicode_InternFromString("item")) &&
+              (g.dtype_name = PyUnicode_InternFromString("dtype")) &&
+              (g.is_cpu = PyObject_GetAttr(g.tensor, g.is_cpu_name)) &&
+              (g.dtype = PyObject_GetAttr(g.tensor, g.dtype_name)) && Py_TYPE(g.is_cpu)->tp_descr_get &&
+              Py_TYPE(g.dtype)->tp_descr_get;
+    for (int i = 0; ok && i < kPlainDtypes; ++i) ok = (g.dtypes[i] = PyObject_GetAttrString(torch, kPlainDtypeNames[i]));
+    if (ok) g.item = PyObject_GetAttr(g.tensor, g.item_name);
+    Py_XDECREF(torch);
+    if (!g.item) {
+        PyErr_Clear();
+        g.torch_failed = true;  // kept references are never used; the general path serves
+        return false;
+    }
+    return true;
+}
+
+bool in_list(PyObject* const* list, int n, PyObject* type) {
+    for (int i = 0; i < n; ++i)
+        if (list[i] == type) return true;
+    return false;
+}
+
+// Whether `type` is a numpy scalar class with a real value (numbers and bool, not complex): the
+// answer is kept per class.
+bool numpy_real_scalar(PyTypeObject* type) {
+    PyObject* t = reinterpret_cast<PyObject*>(type);
+    if (in_list(g_foreign.real_scalars, g_foreign.n_real, t)) return true;
+    if (in_list(g_foreign.other_scalars, g_foreign.n_other, t)) return false;
+    if (std::strncmp(type->tp_name, "numpy.", 6) != 0) return false;
+    PyObject* number = loaded_class("numpy", "number");
+    PyObject* boolean = loaded_class("numpy", "bool_");
+    PyObject* complex = loaded_class("numpy", "complexfloating");
+    bool real = false;
+    if (number && boolean && complex) {
+        real = (PyType_IsSubtype(type, reinterpret_cast<PyTypeObject*>(number)) ||
+                PyType_IsSubtype(type, reinterpret_cast<PyTypeObject*>(boolean))) &&
+               !PyType_IsSubtype(type, reinterpret_cast<PyTypeObject*>(complex));
+    }
+    Py_XDECREF(number);
+    Py_XDECREF(boolean);
+    Py_XDECREF(complex);
+    if (PyErr_Occurred()) PyErr_Clear();
+    PyObject** list = real ? g_foreign.real_scalars : g_foreign.other_scalars;
+    int& n = real ? g_foreign.n_real : g_foreign.n_other;
+    if (n < 24) {
+        Py_INCREF(t);
+        list[n++] = t;
+    }
+    return real;
+}
+
+template <class T>
+T load(const char* p) {
+    return load_element<T>(p, 0);
+}
+
+// One element of a buffer in the native formats numpy gives real numbers.
+bool buffer_value(const Py_buffer& view, double* out) {
+    const char* f = view.format;
+    if (!f || !f[0] || f[1] || view.len != view.itemsize) return false;
+    const char* p = static_cast<const char*>(view.buf);
+    switch (f[0]) {
+        case 'd': *out = load<double>(p); return true;
+        case 'f': *out = load<float>(p); return true;
+        case 'e': *out = half_to_double(load<uint16_t>(p)); return true;
+        case '?': *out = load<uint8_t>(p) ? 1.0 : 0.0; return true;
+        case 'b': *out = load<int8_t>(p); return true;
+        case 'B': *out = load<uint8_t>(p); return true;
+        case 'h': *out = load<int16_t>(p); return true;
+        case 'H': *out = load<uint16_t>(p); return true;
+        case 'i': *out = load<int32_t>(p); return true;
+        case 'I': *out = load<uint32_t>(p); return true;
+        case 'l': case 'q':
+            if (view.itemsize != 8) return false;
+            *out = static_cast<double>(load<int64_t>(p));
+            return true;
+        case 'L': case 'Q':
+            if (view.itemsize != 8) return false;
+            *out = static_cast<double>(load<uint64_t>(p));
+            return true;
+        default: return false;
+    }
+}
+
+// scalar_value beyond Python numbers, as the stock writer converts it (float(make_np(v))):
+// numpy scalars, numpy arrays and CPU torch tensors with one element. False for anything else,
+// and for values whose conversion fails: the general path converts those, or raises.
+bool as_foreign_value(PyObject* o, double* out) {
+    PyTypeObject* type = Py_TYPE(o);
+    if (PyFloat_Check(o)) {  // float subclasses: numpy.float64
+        *out = PyFloat_AS_DOUBLE(o);
+        return true;
+    }
+    if (!g_foreign.ndarray) g_foreign.ndarray = loaded_class("numpy", "ndarray");
+    if (g_foreign.ndarray && reinterpret_cast<PyObject*>(type) == g_foreign.ndarray) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(o, &view, PyBUF_FORMAT | PyBUF_ND) != 0) {
+            PyErr_Clear();
+            return false;
+        }
+        const bool ok = buffer_value(view, out);
+        PyBuffer_Release(&view);
+        return ok;
+    }
+    if (numpy_real_scalar(type)) {
+        PyObject* f = PyNumber_Float(o);
+        if (!f) {
+            PyErr_Clear();
+            return false;
+        }
+        *out = PyFloat_AS_DOUBLE(f);
+        Py_DECREF(f);
+        return true;
+    }
+    if (!g_foreign.tensor) g_foreign.tensor = loaded_class("torch", "Tensor");
+    if (g_foreign.tensor && PyObject_TypeCheck(o, reinterpret_cast<PyTypeObject*>(g_foreign.tensor))) {
+        if (!torch_ready()) return false;
+        // Only CPU tensors of the plain dtypes: item() of a tensor on a device waits for it.
+        // Tensors of exactly torch.Tensor use its descriptors straight; subclasses (nn.Parameter)
+        // are asked by name, as they may override them.
+        const bool exact = reinterpret_cast<PyObject*>(type) == g_foreign.tensor;
+        PyObject* dtype = exact ? Py_TYPE(g_foreign.dtype)->tp_descr_get(g_foreign.dtype, o, g_foreign.tensor)
+                                : PyObject_GetAttr(o, g_foreign.dtype_name);
+        const bool plain = dtype && in_list(g_foreign.dtypes, kPlainDtypes, dtype);
+        Py_XDECREF(dtype);
+        if (!plain) {
+            PyErr_Clear();
+            return false;
+        }
+        PyObject* cpu = exact ? Py_TYPE(g_foreign.is_cpu)->tp_descr_get(g_foreign.is_cpu, o, g_foreign.tensor)
+                              : PyObject_GetAttr(o, g_foreign.is_cpu_name);
+        const bool on_cpu = cpu == Py_True;
+        Py_XDECREF(cpu);
+        if (!on_cpu) {
+            PyErr_Clear();
+            return false;
+        }
+        PyObject* item = exact ? PyObject_Vectorcall(g_foreign.item, &o, 1, nullptr)
+                               : PyObject_CallMethodObjArgs(o, g_foreign.item_name, nullptr);
+        if (!item) {
+            PyErr_Clear();  // not one element, say: the general path says what is wrong
+            return false;
+        }
+        bool ok = false;
+        if (PyFloat_CheckExact(item)) {
+            *out = PyFloat_AS_DOUBLE(item);
+            ok = true;
+        } else if (item == Py_True || item == Py_False) {
+            *out = item == Py_True ? 1.0 : 0.0;
+            ok = true;
+        } else if (PyLong_CheckExact(item)) {
+            *out = PyLong_AsDouble(item);
+            ok = !(*out == -1.0 && PyErr_Occurred());
+            if (!ok) PyErr_Clear();
+        }
+        Py_DECREF(item);
+        return ok;
+    }
+    return false;
+}
+
 // global_step: absent or None is step 0.
 bool as_step(PyObject* o, int64_t* out) {
     if (!o || o == Py_None) {
@@ -135,7 +350,8 @@ int push_scalar(EventWriter* w, PyObject* const* slot) {
     double value, wall_time;
     int64_t step;
     if (!slot[1] || (slot[4] && slot[4] != Py_False)) return 0;
-    if (!as_utf8(slot[0], &tag) || tag.size() > UINT32_MAX || !as_double(slot[1], &value) ||
+    if (!as_utf8(slot[0], &tag) || tag.size() > UINT32_MAX ||
+        !(as_double(slot[1], &value) || as_foreign_value(slot[1], &value)) ||
         !as_step(slot[2], &step) || !as_wall_time(slot[3], &wall_time))
         return 0;
     Item* item = w->make_item(ItemKind::scalar, tag, 0);

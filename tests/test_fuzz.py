@@ -159,6 +159,9 @@ CALLS: Dict[str, Any] = {
 OTHER_ERRORS: Dict[str, tuple] = {
     # torch's tracer fails inside the model (shapes, dtypes), as in the stock writer.
     "add_graph": (RuntimeError,),
+    # The step names a directory: a step too long for a file name fails there, as in the stock
+    # writer (OSError ENAMETOOLONG).
+    "add_embedding": (OSError,),
 }
 
 

@@ -27,6 +27,16 @@ ACCEPTED_VALUES = [
     torch.tensor(1e10, dtype=torch.bfloat16), torch.tensor(7, dtype=torch.int32),
     "1.5", np.str_("2"), Decimal("1.5"), Fraction(1, 3), math.nan, math.inf, -math.inf,
     1e39, -1e39, 1e-50, np.float16(0.3), np.array([7], dtype=np.uint64),
+    # every numpy dtype, as scalars and one-element arrays, and torch's plain dtypes
+    *[np.dtype(t).type(3) for t in ("int8", "int16", "int32", "uint16", "uint32", "uint64", "float64",
+                                     "longdouble")],
+    *[np.array([[-2.75]], dtype=t) for t in ("float16", "float32", "float64")],
+    *[np.array(v, dtype=t) for t, v in (("int8", -7), ("uint16", 65535), ("int64", 2**62 + 1), ("bool", True),
+                                         ("uint64", 2**64 - 1))],
+    np.array([1.5], dtype=">f8"), np.array([[1, 2]], dtype=np.float32)[:, 1], np.float64(-0.0),
+    *[torch.tensor(v, dtype=t) for t, v in ((torch.float64, 0.1), (torch.float16, 0.1), (torch.int64, 2**62 + 1),
+                                             (torch.uint8, 255), (torch.bool, True), (torch.int8, -3))],
+    torch.nn.Parameter(torch.tensor([[0.75]])), torch.tensor([1.0, 2.0])[1:],
 ]
 ACCEPTED_STEPS = [None, 0, 1, -1, 2**63 - 1, -(2**63), 3.7, np.int64(9), "9", True, torch.tensor(4)]
 ACCEPTED_TAGS = ["loss", "a/b/c", "é ünïcode", b"bytes/tag", None, ""]
@@ -233,6 +243,43 @@ def test_default_bins_are_the_stock_edges(tmp_path):
 
 def test_version_is_from_metadata():
     assert fasttb.__version__ != "0.0.0"
+
+
+# What takes the native path: every real numpy scalar, one-element numpy arrays of the native
+# formats, and one-element CPU tensors of the dtypes whose item() is what the stock writer logs.
+FAST_VALUES = [0.5, 3, True, np.float64(0.5), np.float32(0.5), np.float16(0.5), np.int8(-1), np.uint64(2**64 - 1),
+               np.bool_(False), np.array(0.5), np.array([[7]], dtype=np.int32), np.array([True]),
+               torch.tensor(0.5), torch.tensor([[2]], dtype=torch.int64), torch.tensor(True),
+               torch.tensor(0.5, dtype=torch.float16), torch.nn.Parameter(torch.tensor(0.5))]
+# And what is left to the Python conversion (which converts or raises as the stock writer does).
+GENERAL_VALUES = [np.complex64(1), np.array([1.0, 2.0]), np.array(1.5, dtype=">f8"), np.str_("2"),
+                  np.array(2.5, dtype=np.longdouble), torch.tensor(1.1, dtype=torch.bfloat16),
+                  torch.tensor([1.0, 2.0]), torch.tensor(1.0, device="meta"), "1.5", Decimal("1.5"), 2**1100]
+
+
+def test_numbers_of_numpy_and_torch_take_the_native_path(tmp_path, monkeypatch):
+    general = []
+    original = SummaryWriter._add_scalar
+
+    def counting(self, *args, **kwargs):
+        general.append(args[1])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SummaryWriter, "_add_scalar", counting)
+    with SummaryWriter(str(tmp_path)) as w:
+        for value in FAST_VALUES:
+            w.add_scalar("fast", value, 1)
+        assert general == []
+        for value in GENERAL_VALUES:
+            try:
+                w.add_scalar("general", value, 1)
+            except (TypeError, ValueError, OverflowError):
+                pass
+        assert len(general) == len(GENERAL_VALUES)
+    values = [e.summary.value[0].simple_value for e in read_events(str(tmp_path)) if e.summary.value
+              and e.summary.value[0].tag == "fast"]
+    assert values == [float(np.float32(float(np.asarray(v.detach() if hasattr(v, "detach") else v).item())))
+                      for v in FAST_VALUES]
 
 
 def test_torch_is_not_imported_for_plain_values(tmp_path):

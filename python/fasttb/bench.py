@@ -168,6 +168,24 @@ class Bench:
             t = per_call("w.add_scalar('loss', 0.5, 10)", {"w": w}, n)
             w.close()
             self._record("add_scalar", name, seconds=t)
+        # The value types training loops log, on fasttb's writer, against a Python float's cost.
+        values: Dict[str, Any] = {"np.float64": np.float64(0.5), "np.float32": np.float32(0.5),
+                                  "np.int64": np.int64(5), "np.bool_": np.bool_(True),
+                                  "0-d float32 array": np.array(0.5, dtype=np.float32),
+                                  "1-element float64 array": np.array([0.5])}
+        try:
+            import torch
+
+            values["CPU torch.tensor(0.5)"] = torch.tensor(0.5)
+            values["CPU torch.tensor(5)"] = torch.tensor(5)
+        except ImportError:
+            pass
+        w = self._writer("fasttb", "values")
+        n = 50000 // (4 if self.quick else 1)
+        for label, value in {"Python float": 0.5, **values}.items():
+            t = per_call("w.add_scalar('loss', v, 10)", {"w": w, "v": value}, n)
+            self._record("add_scalar values", label, seconds=t)
+        w.close()
 
     def throughput(self) -> None:
         """Records per second from the first call until close() returns, and (fasttb) the
@@ -336,6 +354,13 @@ class Bench:
         for kind in kinds[2:]:
             t = statistics.median(per_step[kind])
             self._record("lightning", kind, seconds=t, overhead=t - base, writer=t - null)
+
+    def remote(self) -> None:
+        """A long run logged to a local S3 server by fasttb and torch's writer: the caller's cost
+        per add_scalar and the bytes sent (fasttb.bench_remote)."""
+        from . import bench_remote
+
+        self.results["remote"] = bench_remote.run(self.quick, self.out)
 
     def reader(self) -> None:
         """Reading logs back: scalars into tbparse's DataFrame with tbparse, with tensorboard's
@@ -545,6 +570,12 @@ class Bench:
                     vs = "".join(f", {scal[o]['seconds'] / r['seconds']:,.0f}x cheaper than {o}" for o in scal
                                  if o not in ("fasttb", "noop method"))
                 lines.append(f"  {name:28s} {r['seconds'] * 1e9:12,.0f} ns{ratio}{vs}")
+        kinds = self.results.get("add_scalar values", {})
+        if kinds:
+            lines.append("fasttb add_scalar by value type (median per call, against a Python float)")
+            base = kinds["Python float"]["seconds"]
+            for name, r in kinds.items():
+                lines.append(f"  {name:28s} {r['seconds'] * 1e9:12,.0f} ns  {r['seconds'] / base:5.2f}x")
         rps = self.results.get("records_per_second", {})
         if rps:
             lines.append("scalar records per second, first call until close() returns")
@@ -582,8 +613,12 @@ class Bench:
             if "stock" in fit and "fasttb" in fit:
                 lines.append(f"  per step, fasttb saves {(fit['stock']['seconds'] - fit['fasttb']['seconds']) * 1e6:.1f} us "
                              f"of the stock writer's {fit['stock']['writer'] * 1e6:.1f} us")
+        if "remote" in self.results:
+            from . import bench_remote
+
+            lines.extend(bench_remote.report(self.results["remote"]))
         for section, rows in self.results.items():
-            if section in ("lightning", "reader") or not all("call" in r or "missing" in r for r in rows.values()):
+            if section in ("lightning", "reader", "remote") or not all("call" in r or "missing" in r for r in rows.values()):
                 continue
             lines.append(f"{section}: caller / until flush() (median)")
             ours = rows.get("fasttb")
@@ -642,7 +677,7 @@ def main(quick: bool = False, json_path: Optional[str] = None,
     names = ", ".join(bench.classes)
     print(f"fasttb bench ({'quick' if quick else 'full'}): {names}; {machine_line()}")
     sections = sections or ["imports", "scalars", "throughput", "training_loop", "histograms", "images", "kinds",
-                            "png", "lightning", "reader"]
+                            "png", "lightning", "reader", "remote"]
     results = bench.run(sections)
     print()
     print(bench.report())
