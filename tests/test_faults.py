@@ -292,9 +292,10 @@ def test_an_item_larger_than_the_bound_is_not_starved(tmp_path):
             t.start()
             time.sleep(0.1)
             big = event_pb2.Event(step=-1 - round, graph_def=b"\\0" * (128 << 10))
-            print(logged[0])  # just before the push: what the flood logged until then
+            before = logged[0]  # just before the push: what the flood logged until then
             w.file_writer.add_event(big)
             stop.set()
+            print(before)  # printed afterwards: writing to the pipe may let go of the GIL
             t.join()
         w.close()
         """, timeout=150)
@@ -305,7 +306,9 @@ def test_an_item_larger_than_the_bound_is_not_starved(tmp_path):
         position = next(i for i, e in enumerate(events) if e.step == -1 - round)
         scalars_before = sum(1 for e in events[:position] if e.step // 10**8 == round and e.step >= 0)
         overtaken.append(scalars_before - before)
-    assert max(overtaken) <= 5_000, overtaken
+    # Hundreds when the machine is idle; a loaded 2-core machine can hold the pushing thread off
+    # the CPU for milliseconds while the flood keeps the GIL.
+    assert max(overtaken) <= 10_000, overtaken
 
 
 @pytest.mark.parametrize("text, expected", [("268435456", 268435456), ("256M", 256 << 20),
