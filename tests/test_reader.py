@@ -356,3 +356,25 @@ def test_export_csv_and_parquet(logs, tmp_path):
     table = pq.read_table(out)
     assert table.column_names == ["run", "tag", "step", "value", "wall_time"]
     assert table.num_rows == len(tbparse.SummaryReader(logs["torch"]).scalars)
+
+
+def test_remote_log_dir_through_fsspec(logs):
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    fs.put(logs["fasttb"], "/readertest/logs", recursive=True)
+    try:
+        for pivot in (False, True):
+            extra = {"dir_name", "file_name", "wall_time"}
+            local = SummaryReader(logs["fasttb"], pivot=pivot, extra_columns=extra, event_types=set(TYPES))
+            remote = SummaryReader("memory://readertest/logs", pivot=pivot, extra_columns=extra,
+                                   event_types=set(TYPES))
+            for event_type in TYPES:
+                pd.testing.assert_frame_equal(remote.get_events(event_type), local.get_events(event_type))
+            assert remote.get_tags() == local.get_tags()
+        assert sorted(remote.children) == sorted(local.children)
+        with pytest.raises(ValueError, match="not found"):
+            SummaryReader("memory://readertest/missing")
+    finally:
+        fs.rm("/readertest", recursive=True)
+    with pytest.raises(ValueError, match="storage_options"):
+        SummaryReader(logs["fasttb"], storage_options={"anon": True})

@@ -58,6 +58,103 @@ def is_summary_events_file(path: str) -> bool:
     return "tfevents" in name and not name.endswith(".profile-empty")
 
 
+# -- where the files are --------------------------------------------------------------------------
+
+
+class LocalFiles:
+    """This machine's files."""
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def isfile(self, path: str) -> bool:
+        return os.path.isfile(path)
+
+    def listdir(self, path: str) -> List[str]:
+        return sorted(os.listdir(path))
+
+    def join(self, path: str, name: str) -> str:
+        return os.path.join(path, name)
+
+    def size(self, path: str) -> int:
+        try:
+            return os.path.getsize(path)
+        except OSError:
+            return 0
+
+    def read(self, path: str) -> Any:
+        """The file's bytes: mapped (no copy) when large, read otherwise. Either slices to bytes."""
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size >= 1 << 20:
+                import mmap
+
+                try:
+                    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                except (OSError, ValueError):
+                    pass
+            return f.read()
+
+
+class RemoteFiles:
+    """Files behind an fsspec URL (``s3://``, ``gs://``, ``memory://``, ...): listed once per
+    directory, each event file read whole into memory."""
+
+    def __init__(self, url: str, storage_options: Optional[Dict[str, Any]]) -> None:
+        try:
+            import fsspec
+        except ImportError:
+            raise ImportError(f"log_path {url!r}: reading remote logs needs fsspec (pip install fsspec, "
+                              "and the protocol's package, e.g. s3fs for s3://)") from None
+        self.fs, _ = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        self.protocol = url.split("://", 1)[0]
+        self._kinds: Dict[str, str] = {}
+
+    def _key(self, path: str) -> str:
+        return self.fs._strip_protocol(path).rstrip("/")
+
+    def exists(self, path: str) -> bool:
+        return bool(self.fs.exists(path))
+
+    def isfile(self, path: str) -> bool:
+        key = self._key(path)
+        if key not in self._kinds:
+            self._kinds[key] = "file" if self.fs.isfile(path) else "directory"
+        return self._kinds[key] == "file"
+
+    def listdir(self, path: str) -> List[str]:
+        names = []
+        for entry in self.fs.ls(path, detail=True):
+            key = self._key(entry["name"])
+            self._kinds[key] = "file" if entry.get("type") == "file" else "directory"
+            names.append(key.rsplit("/", 1)[-1])
+        return sorted(names)
+
+    def join(self, path: str, name: str) -> str:
+        return path.rstrip("/") + "/" + name
+
+    def size(self, path: str) -> int:
+        try:
+            return int(self.fs.size(path) or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def read(self, path: str) -> Any:
+        return self.fs.cat_file(path)
+
+
+def files_for(path: str, storage_options: Optional[Dict[str, Any]] = None) -> Any:
+    """The file system ``path`` is on: fsspec's for URLs (``file://`` too), this machine's otherwise."""
+    if "://" in path:
+        return RemoteFiles(path, storage_options)
+    if storage_options:
+        raise ValueError("storage_options: only for remote log paths (a URL such as s3://bucket/run)")
+    return LocalFiles()
+
+
+_LOCAL = LocalFiles()
+
+
 # -- one file ------------------------------------------------------------------------------------
 
 
@@ -182,31 +279,17 @@ class EventFile:
 
 
 def read_event_file(path: str, skip_corrupt: bool = False, scalars: bool = True,
-                    values: bool = True) -> EventFile:
+                    values: bool = True, files: Any = _LOCAL) -> EventFile:
     """Reads and scans one event file. A corrupt record raises ``CorruptRecordError`` (or, with
     ``skip_corrupt``, is skipped with a ``CorruptRecordWarning``); a record cut short at the end
     is left out silently, as TensorBoard leaves it until the rest is written."""
-    data = _map(path)
+    data = files.read(path)
     scan = _core.scan_events(data, scalars, values, skip_corrupt)
     if scan["error"] is not None:
         raise CorruptRecordError(path, scan["error_at"], scan["error"])
     for offset in scan["skipped"]:
         warnings.warn(f"{path}: byte {offset}: skipped a corrupt record", CorruptRecordWarning, stacklevel=3)
     return EventFile(path, data, scan)
-
-
-def _map(path: str) -> Any:
-    """The file's bytes: mapped (no copy) when it is large, read otherwise. Either slices to bytes."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size >= 1 << 20:
-            import mmap
-
-            try:
-                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            except (OSError, ValueError):
-                pass
-        return f.read()
 
 
 # -- decoding values -------------------------------------------------------------------------------
@@ -314,20 +397,16 @@ def _progress(total: int) -> Optional[Callable[[int], None]]:
 
 
 def scan_tree(paths: Sequence[str], skip_corrupt: bool = False, scalars: bool = True,
-              values: bool = True, threads: Optional[int] = None) -> List[EventFile]:
-    """Reads the event files ``paths`` on several threads (the scans run without the GIL)."""
-    sizes = []
-    for p in paths:
-        try:
-            sizes.append(os.path.getsize(p))
-        except OSError:
-            sizes.append(0)
+              values: bool = True, threads: Optional[int] = None, files: Any = _LOCAL) -> List[EventFile]:
+    """Reads the event files ``paths`` on several threads (the scans run without the GIL, and
+    remote reads wait on the network)."""
+    sizes = [files.size(p) for p in paths]
     advance = _progress(sum(sizes))
 
     def one(i: int) -> EventFile:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = read_event_file(paths[i], skip_corrupt, scalars, values)
+            result = read_event_file(paths[i], skip_corrupt, scalars, values, files)
         if advance:
             advance(sizes[i])
         result._warnings = caught  # type: ignore[attr-defined]  # re-raised on the caller's thread
@@ -361,11 +440,15 @@ class SummaryReader:
             only with TensorFlow installed; fasttb decodes them with Pillow and ``wave``).
         skip_corrupt: Skip corrupt records with a warning instead of raising
             ``CorruptRecordError``. fasttb only.
+        storage_options: For a ``log_path`` that is an fsspec URL (``s3://bucket/run``,
+            ``gs://...``, ``memory://...``): the file system's options (credentials, endpoint).
+            fasttb only.
     """
 
     def __init__(self, log_path: PathLike, *, pivot: bool = False, extra_columns: Optional[Set[str]] = None,
                  event_types: Optional[Set[str]] = None, skip_corrupt: bool = False,
-                 _files: Optional[Dict[str, EventFile]] = None) -> None:
+                 storage_options: Optional[Dict[str, Any]] = None,
+                 _files: Optional[Dict[str, EventFile]] = None, _fs: Any = None) -> None:
         extra = (extra_columns or set()).copy()
         if not isinstance(extra, set):
             raise ValueError(f"extra_columns: expected a set, got {type(extra).__name__}")
@@ -383,21 +466,22 @@ class SummaryReader:
         self._extra_columns = extra
         self._event_types = types
         self._skip_corrupt = skip_corrupt
-        if not os.path.exists(self._log_path):
+        fs = _fs if _fs is not None else files_for(self._log_path, storage_options)
+        if _fs is None and not fs.exists(self._log_path):
             raise ValueError(f"File or directory not found: {self._log_path}")
         self._children: Dict[str, SummaryReader] = {}
         self._file: Optional[EventFile] = None
         if _files is None:  # the root: read every event file of the tree at once
-            paths = [p for p in _walk(self._log_path) if is_summary_events_file(p)]
+            paths = [p for p in _walk(self._log_path, fs) if is_summary_events_file(p)]
             values = bool(types - {SCALARS})
-            _files = dict(zip(paths, scan_tree(paths, skip_corrupt, SCALARS in types, values)))
-        if os.path.isfile(self._log_path):
+            _files = dict(zip(paths, scan_tree(paths, skip_corrupt, SCALARS in types, values, files=fs)))
+        if fs.isfile(self._log_path):
             self._file = _files.get(self._log_path) or EventFile.empty(self._log_path)
         else:
-            for name in sorted(os.listdir(self._log_path)):
+            for name in fs.listdir(self._log_path):
                 self._children[name] = SummaryReader(
-                    os.path.join(self._log_path, name), pivot=pivot, extra_columns=extra,
-                    event_types=types, skip_corrupt=skip_corrupt, _files=_files)
+                    fs.join(self._log_path, name), pivot=pivot, extra_columns=extra,
+                    event_types=types, skip_corrupt=skip_corrupt, _files=_files, _fs=fs)
 
     def __repr__(self) -> str:
         return f"SummaryReader(log_path='{self._log_path}')"
@@ -588,17 +672,17 @@ def _text_array(names: np.ndarray, codes: np.ndarray, pd: Any) -> Any:
     return pd.array(names[codes], dtype=text)
 
 
-def _walk(path: str) -> List[str]:
+def _walk(path: str, fs: Any = _LOCAL) -> List[str]:
     """Every file under ``path`` (or ``path`` itself), directories in name order."""
-    if os.path.isfile(path):
+    if fs.isfile(path):
         return [path]
     out: List[str] = []
-    for name in sorted(os.listdir(path)):
-        child = os.path.join(path, name)
-        if os.path.isdir(child):
-            out.extend(_walk(child))
-        elif os.path.isfile(child):
+    for name in fs.listdir(path):
+        child = fs.join(path, name)
+        if fs.isfile(child):
             out.append(child)
+        elif fs is not _LOCAL or os.path.isdir(child):
+            out.extend(_walk(child, fs))
     return out
 
 

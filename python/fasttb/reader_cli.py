@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 import numpy as np
 
-from .reader import EventFile, SummaryReader, is_summary_events_file, scan_tree, _walk
+from .reader import EventFile, SummaryReader, _walk, files_for, is_summary_events_file, scan_tree
 
 _KIND_NAMES = {4: "image", 5: "histogram", 6: "audio", 8: "tensor"}
 
@@ -57,18 +57,21 @@ def _verdict(f: EventFile) -> str:
 def inspect(path: str, out: TextIO = sys.stdout) -> int:
     """Prints each run under ``path``: its event files with their record counts and CRC verdict,
     and each tag's kind, count and step range. Returns 1 if any file is corrupt, else 0."""
-    if not os.path.exists(path):
+    fs = files_for(path)
+    if not fs.exists(path):
         print(f"fasttb inspect: no such file or directory: {path}", file=sys.stderr)
         return 2
-    files = [p for p in _walk(path) if is_summary_events_file(p)]
+    files = [p for p in _walk(path, fs) if is_summary_events_file(p)]
     if not files:
         print(f"no event files under {path}", file=out)
         return 0
-    scanned = scan_tree(files, skip_corrupt=True)
-    root = path if os.path.isdir(path) else os.path.dirname(path)
+    scanned = scan_tree(files, skip_corrupt=True, files=fs)
+    root = (path if not fs.isfile(path) else path.rsplit("/", 1)[0]).rstrip("/")
     runs: Dict[str, List[EventFile]] = {}
-    for f in scanned:
-        runs.setdefault(os.path.relpath(os.path.dirname(f.path), root), []).append(f)
+    for f in sorted(scanned, key=lambda f: f.path):
+        directory = f.path.rsplit("/", 1)[0] if "://" in path else os.path.dirname(f.path)
+        run = directory[len(root):].lstrip("/") if "://" in path else os.path.relpath(directory, root)
+        runs.setdefault(run or ".", []).append(f)
     status = 0
     for run, run_files in runs.items():
         print(f"run {run}", file=out)
