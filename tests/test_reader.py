@@ -378,3 +378,20 @@ def test_remote_log_dir_through_fsspec(logs):
         fs.rm("/readertest", recursive=True)
     with pytest.raises(ValueError, match="storage_options"):
         SummaryReader(logs["fasttb"], storage_options={"anon": True})
+
+
+def test_numpy_columns_of_every_type_follow_the_dataframes(logs):
+    extra = {"dir_name", "file_name", "wall_time", "min", "max"}
+    reader = SummaryReader(logs["torch"], extra_columns=extra, event_types=set(TYPES))
+    for event_type in TYPES:
+        frame = reader.get_events(event_type)
+        columns = reader.columns(event_type)
+        assert list(columns) == list(frame.columns), event_type
+        for name in columns:
+            ours, theirs = list(columns[name]), list(frame[name])
+            assert len(ours) == len(theirs)
+            for a, b in zip(ours, theirs):
+                if isinstance(a, np.ndarray):
+                    assert np.array_equal(a, b)
+                else:
+                    assert a == b or (a != a and b != b), (event_type, name, a, b)

@@ -591,17 +591,45 @@ class SummaryReader:
                 yield from child._leaves(dir_name)
 
     def columns(self, event_type: str = SCALARS) -> Dict[str, np.ndarray]:
-        """The scalars (the one kind this serves now) as numpy arrays without pandas: ``step``,
-        ``tag``, ``value`` and the extra columns asked for, in the DataFrame's row order (text
-        columns as object arrays of str)."""
+        """The events of one type as numpy arrays, without pandas: the columns and rows of the
+        long (``pivot=False``) DataFrame, in its order. Text, and values that are arrays
+        (histogram counts, images), come as object arrays."""
         self._check_type(event_type)
         if event_type != SCALARS:
-            raise ValueError(f"event_type: columns() reads scalars, not {event_type}")
+            return self._other_columns(event_type)
         out = {}
         for name, values in self._scalar_columns().items():
             if isinstance(values, tuple):  # (distinct strings, each row's index)
                 values = values[0][values[1]]
             out[name] = values
+        return out
+
+    def _other_columns(self, event_type: str) -> Dict[str, np.ndarray]:
+        merged: Dict[str, list] = {}
+        total = 0
+        for leaf, dir_name in self._leaves():
+            cols = _leaf_cols(leaf, event_type, pivot=False)
+            n = len(next(iter(cols.values()))) if cols else 0
+            if not n:
+                continue
+            if "dir_name" in cols:
+                cols["dir_name"] = [dir_name] * n
+            for name, values in cols.items():
+                merged.setdefault(name, [np.nan] * total).extend(values)
+            total += n
+            for name, values in merged.items():
+                values.extend([np.nan] * (total - len(values)))
+        keys = [c for c in ("dir_name", "file_name", "tag", "step") if c in merged]
+        order = sorted(range(total), key=lambda i: tuple(merged[c][i] for c in keys))
+        out = {}
+        for name, values in merged.items():
+            ordered = [values[i] for i in order]
+            if all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in ordered):
+                out[name] = np.asarray(ordered)
+            else:
+                column = np.empty(total, dtype=object)
+                column[:] = ordered
+                out[name] = column
         return out
 
     def _scalar_columns(self) -> Dict[str, Any]:
@@ -689,11 +717,12 @@ def _walk(path: str, fs: Any = _LOCAL) -> List[str]:
 # -- tbparse's DataFrames ------------------------------------------------------------------------------
 
 
-def _leaf_cols(reader: SummaryReader, event_type: str) -> Dict[str, list]:
+def _leaf_cols(reader: SummaryReader, event_type: str, pivot: Optional[bool] = None) -> Dict[str, list]:
     """One file's columns for ``event_type``, laid out as tbparse lays them out before it sorts."""
     f = reader._file
     assert f is not None
-    extra, pivot = reader._extra_columns, reader._pivot
+    extra = reader._extra_columns
+    pivot = reader._pivot if pivot is None else pivot
     from . import proto
 
     rows: List[Tuple[str, int, float, Dict[str, Any]]] = []  # (tag, step, wall_time, {column: value})
