@@ -245,7 +245,9 @@ def test_every_call_writes_a_record_or_raises_a_clear_error(tmp_path_factory, me
     writer.close()
     print(method, outcomes)
     # The strategies reach both the records and the errors.
-    assert outcomes["logged"] >= EXAMPLES // 20 and outcomes["refused"] >= EXAMPLES // 20, outcomes
+    # Both outcomes, a few times each: how often depends on hypothesis's draws (add_onnx_graph's
+    # refusals ranged from 6 to 12 in 200).
+    assert outcomes["logged"] >= EXAMPLES // 50 and outcomes["refused"] >= EXAMPLES // 50, outcomes
     records = 0
     for path, events in read_tree(logdir).items():
         assert events[0].file_version == "brain.Event:2", path

@@ -324,6 +324,8 @@ def image_with_boxes_to_hwc_uint8(
         raise TypeError(f"rescale: expected a number, got {rescale!r}") from None
     if new_size[0] <= 0 or new_size[1] <= 0:
         raise ValueError(f"rescale: {rescale!r} leaves no pixels of a {height}x{width} image")
+    if new_size[0] * new_size[1] * pixels.shape[2] >= 1 << 31:  # checked before Pillow allocates it
+        raise ValueError(f"rescale: {rescale!r} makes a {new_size[1]}x{new_size[0]} image of 2 GiB or more")
     if count and labels is not None and any(labels):
         pixels = _draw_labelled_boxes(pixels, boxes, labels)
     elif count:
