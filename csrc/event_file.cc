@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "event.h"
 #include "record.h"
 
 namespace fasttb {
@@ -101,10 +102,11 @@ void EventFile::fail(int err, const char* context, bool keep_buffered, double no
         if (failed_) return;  // the write failed first: that is the error to report
     }
     failed_ = true;
+    awaiting_segment_ = false;
     state_->lost.fetch_add(pending_records_, std::memory_order_relaxed);
     pending_records_ = 0;
     std::string().swap(buffer_);
-    state_->fail(err, context, other_path);
+    state_->fail(err, context, other_path.empty() ? std::string_view(segment_path_) : other_path);
 }
 
 // A write stopped after `written` bytes of the buffer: keep every whole record that reached the
@@ -157,6 +159,39 @@ void EventFile::check_name(double now) {
 void EventFile::flush(double now) {
     write_out(now);
     if (!failed_ && fd_ >= 0) check_name(now);
+}
+
+void EventFile::rotate(std::string next_path, bool with_source, double now) {
+    if (failed_) return;
+    if (fd_ >= 0) {
+        flush(now);
+        if (failed_) return;
+        const int fd = fd_;
+        fd_ = -1;
+        if (::close(fd) != 0) {
+            fail(errno, "cannot close event file", false, now);
+            return;
+        }
+    }
+    size_ = 0;
+    next_path_ = std::move(next_path);
+    next_with_source_ = with_source;
+    awaiting_segment_ = true;
+}
+
+void EventFile::start_segment(double now) {
+    awaiting_segment_ = false;
+    fd_ = ::open(next_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_APPEND, 0666);
+    if (fd_ < 0) {
+        fail(errno, "cannot create event file", false, now, next_path_);
+        return;
+    }
+    segment_path_.swap(next_path_);
+    last_name_check_ = now;
+    const size_t start = begin_record(buffer_);
+    encode_file_version_event(buffer_, now, 0, next_with_source_);
+    end_record(buffer_, start);
+    record_added();
 }
 
 void EventFile::close(double now) {

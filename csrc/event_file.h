@@ -67,6 +67,15 @@ public:
     void flush(double now);
     void close(double now);
 
+    // Segments, for a remote log dir's spool (python/fasttb/_remote.py): rotate() writes out and
+    // closes the file on disk, and the next record of the file creates `next_path` and starts it
+    // with a first record of its own (file_version), so that every segment is a whole event file
+    // and no empty one is made. A later rotate() before any record only renames the next one.
+    void rotate(std::string next_path, bool with_source, double now);
+    bool awaiting_segment() const { return awaiting_segment_; }
+    // Creates the next segment and queues its first record; a failure fails the file.
+    void start_segment(double now);
+
     // The one way a file fails: records buffered before the failure are written when `keep` is
     // set (an encoder or a side file failed) and counted lost otherwise (the file did); every
     // later record is counted lost; the caller sees `err` on its next call, naming `other_path`
@@ -88,6 +97,10 @@ private:
     uint64_t size_ = 0;  // bytes of complete records on disk (the file is created empty)
     std::string buffer_;
     std::shared_ptr<FileState> state_;
+    bool awaiting_segment_ = false;  // rotated: the next record creates next_path_
+    bool next_with_source_ = true;
+    std::string next_path_;
+    std::string segment_path_;  // the segment on disk once a rotation made one ("": state's path)
 };
 
 }  // namespace fasttb

@@ -39,6 +39,10 @@ enum class ItemKind : uint8_t {
     open,            // create the file (made by EventFile::create_later), its directories too
     flush,           // write the file (every file when `file` is null) and signal `done`
     close,           // flush, close and delete the file, then signal `done`
+    rotate,          // close the file's segment; the next record starts the one named by the
+                     // tag (with_source: its first record's). Then signal `done`
+    fail,            // fail the file as the worker fails it: errno in `step`, the path to name
+                     // in the tag, the context in the payload (a remote upload's failure)
 };
 
 // The end of a flush or close, shared by the threads waiting for it and the control item that

@@ -93,6 +93,8 @@ int append_record(const Item& item, std::string& out, std::string& png) {
         case ItemKind::open:
         case ItemKind::flush:
         case ItemKind::close:
+        case ItemKind::rotate:
+        case ItemKind::fail:
             return EINVAL;  // no record: the worker handles these itself
     }
     if (out.size() - start - kRecordHeader > kMaxRecordPayload) return EFBIG;

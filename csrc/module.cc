@@ -472,6 +472,21 @@ void register_writer(py::module_& m) {
             PythonLock lock;
             raise_if_failed(w.flush(lock));
         }, "Return once every record queued before the call is written to the OS.")
+        .def("rotate", [](EventWriter& w, const py::bytes& next_path, bool source_metadata) {
+            const std::string p = next_path;
+            if (p.find('\0') != std::string::npos) throw py::value_error("next_path: embedded null byte");
+            PythonLock lock;
+            raise_if_failed(w.rotate(p, source_metadata, lock));
+        }, py::arg("next_path"), py::arg("source_metadata") = true,
+           "Flush, then end the file's segment: the next record starts a new event file at "
+           "`next_path` (its first record names the writer when source_metadata is true). "
+           "Returns once the segment is closed on disk.")
+        .def("fail", [](EventWriter& w, int err, const std::string& context, const py::bytes& path) {
+            PythonLock lock;
+            raise_if_failed(w.fail(err, context, std::string_view(path)));
+        }, py::arg("errno"), py::arg("context"), py::arg("path"),
+           "Fail the file as the worker would: every later call raises "
+           "OSError(errno, 'fasttb: ' + context, path). Queued; ignored once closing.")
         .def("close", [](EventWriter& w, bool wait) {
             PythonLock lock;
             raise_if_failed(w.close(lock, wait));

@@ -74,10 +74,18 @@ void Engine::drain_once(uint64_t* handled) {
 }
 
 void Engine::handle(Item* item) {
-    if (item->kind == ItemKind::flush || item->kind == ItemKind::close || item->kind == ItemKind::open)
+    if (item->kind == ItemKind::flush || item->kind == ItemKind::close || item->kind == ItemKind::open ||
+        item->kind == ItemKind::rotate || item->kind == ItemKind::fail)
         return handle_control(item);
     if (is_side_file(item->kind)) return handle_side_file(item);
     EventFile* f = item->file;
+    if (f->awaiting_segment()) {
+        try {
+            f->start_segment(wall_clock_now());
+        } catch (const std::bad_alloc&) {
+            f->fail(ENOMEM, "cannot start event file", false, wall_clock_now());
+        }
+    }
     if (f->failed()) {
         f->state().lost.fetch_add(1, std::memory_order_relaxed);
         return retire(item);
@@ -131,6 +139,19 @@ void Engine::handle_control(Item* item) {
         f->open_now(now);
     } else if (item->kind == ItemKind::flush) {
         f->flush(now);  // stays in dirty_, where its now empty buffer costs nothing
+    } else if (item->kind == ItemKind::rotate) {
+        try {
+            f->rotate(std::string(item->tag()), item->with_source, now);
+        } catch (const std::bad_alloc&) {
+            f->fail(ENOMEM, "cannot start event file", true, now);
+        }
+    } else if (item->kind == ItemKind::fail) {
+        try {
+            const std::string context(item->payload(), item->payload_len);
+            f->fail(int(item->step), context.c_str(), true, now, item->tag());
+        } catch (const std::bad_alloc&) {
+            f->fail(int(item->step), "remote upload failed", true, now);
+        }
     } else {
         if (f->in_dirty_list) dirty_.erase(std::find(dirty_.begin(), dirty_.end(), f));
         f->close(now);

@@ -2,6 +2,7 @@
 #include "writer.h"
 
 #include <cerrno>
+#include <cstring>
 #include <new>
 
 namespace fasttb {
@@ -143,9 +144,10 @@ namespace {
 
 // A flush or close item carrying a completion, referenced once by the item and once by the
 // caller (*done). nullptr, with nothing left to free, when memory runs out.
-Item* control_item(BlockPool& pool, ItemKind kind, EventFile* file, Completion** done) {
+Item* control_item(BlockPool& pool, ItemKind kind, EventFile* file, Completion** done,
+                   std::string_view tag = {}) {
     Completion* completion = Completion::make();
-    Item* item = completion ? Item::make(pool, kind, file, {}, 0) : nullptr;
+    Item* item = completion ? Item::make(pool, kind, file, tag, 0) : nullptr;
     if (!item) {
         if (completion) completion->release();
         return nullptr;
@@ -184,6 +186,29 @@ Status EventWriter::flush(CallerLock& lock) {
     if (!item) return Status::no_memory();
     engine_->push_control(item, true);  // under the lock, right after it was made: the file is open
     return wait(done, lock);
+}
+
+Status EventWriter::rotate(const std::string& next_path, bool with_source, CallerLock& lock) {
+    if (stale()) return {};
+    if (closing_.load(std::memory_order_relaxed)) return wait_for_close(lock);
+    if (next_path.size() > UINT32_MAX) return Status::value_error("next_path: too long");
+    Completion* done = nullptr;
+    Item* item = control_item(engine_->pool(), ItemKind::rotate, file_, &done, next_path);
+    if (!item) return Status::no_memory();
+    item->with_source = with_source;
+    engine_->push_control(item, true);  // under the lock, right after it was made: the file is open
+    return wait(done, lock);
+}
+
+Status EventWriter::fail(int err, std::string_view context, std::string_view path) {
+    if (stale() || closing_.load(std::memory_order_relaxed) || !file_) return {};
+    if (path.size() > UINT32_MAX) return Status::value_error("path: too long");
+    Item* item = Item::make(engine_->pool(), ItemKind::fail, file_, path, context.size());
+    if (!item) return Status::no_memory();
+    if (!context.empty()) std::memcpy(item->payload(), context.data(), context.size());
+    item->step = err;
+    engine_->push_control(item, true);
+    return {};
 }
 
 Status EventWriter::close(CallerLock& lock, bool wait_for_it) {

@@ -114,6 +114,14 @@ public:
     // reports what failed.
     Status flush(CallerLock& lock);
     Status close(CallerLock& lock, bool wait = true);
+    // A flush that also ends the file's segment (EventFile::rotate): the next record starts a
+    // new event file at `next_path`, in the same directory. Returns as flush() does, once the
+    // segment is closed on disk; after close(), waits for the close instead.
+    Status rotate(const std::string& next_path, bool with_source, CallerLock& lock);
+    // Fails the file as a worker failure does, for a failure met outside the worker (a remote
+    // upload): records buffered so far are written, later ones are lost, and every call raises
+    // OSError(err, "fasttb: " + context, path). Queued, not waited for; ignored once closing.
+    Status fail(int err, std::string_view context, std::string_view path);
 
 private:
     EventWriter(Engine* engine, EventFile* file, std::shared_ptr<FileState> state, bool drop_when_full);

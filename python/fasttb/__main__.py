@@ -1,4 +1,5 @@
-"""Command line: ``python -m fasttb demo``, ``bench``, ``run``, ``inspect`` and ``export``."""
+"""Command line: ``python -m fasttb demo``, ``bench``, ``run``, ``inspect``, ``export`` and
+``upload``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.add_argument("--only", metavar="SECTION", action="append",
                        choices=["imports", "scalars", "throughput", "training_loop", "histograms", "images",
-                                "kinds", "png", "lightning", "reader"],
+                                "kinds", "png", "lightning", "reader", "remote"],
                        help="run this section only (may be repeated)")
     run = commands.add_parser(
         "run", help="run a Python script (or -m module) with the stock writers patched to fasttb",
@@ -34,7 +35,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     export.add_argument("--format", choices=["csv", "parquet"], default="csv", help="csv (default) or parquet")
     export.add_argument("-o", "--output", required=True, help="the file to write")
     export.add_argument("--tags", metavar="REGEX", help="only tags that contain a match of REGEX")
+    upload = commands.add_parser(
+        "upload", help="upload the spool folders that runs with a remote log dir left behind",
+        description="Uploads what a remote run (s3://, gs://, ...) could not upload before its process "
+                    "ended; with no SPOOL, every spool folder no running process owns, in $FASTTB_SPOOL "
+                    "or <tempdir>/fasttb-spool-<uid>.")
+    upload.add_argument("spools", nargs="*", metavar="SPOOL", help="a spool folder (default: all orphans)")
+    upload.add_argument("--storage-options", metavar="JSON", default=None,
+                        help="fsspec storage options as JSON (default: the non-secret ones the run saved; "
+                             "credentials come from the environment)")
+    upload.add_argument("--timeout", type=float, default=600.0, help="seconds to keep trying per spool (600)")
     args = parser.parse_args(argv)
+    if args.command == "upload":
+        return upload_spools(args.spools, args.storage_options, args.timeout)
     if args.command in ("inspect", "export"):
         from . import reader_cli
 
@@ -50,6 +63,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .bench import main as bench_main
 
     return bench_main(args.quick, args.json, args.only)
+
+
+def upload_spools(spools: List[str], storage_options: Optional[str], timeout: float) -> int:
+    """``python -m fasttb upload``: upload spool folders left behind; returns the exit status."""
+    import json
+
+    from . import _remote
+
+    options = None
+    if storage_options is not None:
+        try:
+            options = json.loads(storage_options)
+        except ValueError as exc:
+            print(f"python -m fasttb upload: --storage-options: not JSON ({exc})", file=sys.stderr)
+            return 2
+        if not isinstance(options, dict):
+            print("python -m fasttb upload: --storage-options: expected a JSON object", file=sys.stderr)
+            return 2
+    return _remote.upload_spools(spools, options, timeout, print)
 
 
 def run_patched(target: str, args: List[str], module: bool = False) -> int:

@@ -291,7 +291,7 @@ class KindsMixin:
             raise ArgumentShapeError("mat should be 2D, where mat.size(0) is the number of data points")
         tsv_text = _metadata_tsv(metadata, metadata_header) if metadata is not None else None
         file_writer = self._get_file_writer()
-        log_dir = file_writer.get_logdir()
+        log_dir = file_writer._local_dir  # the log dir on this machine (a remote run's spool)
         save_path = os.path.join(log_dir, subdir)
         if os.path.isdir(save_path):
             print("warning: Embedding dir exists, did you set global_step for add_embedding()?")
@@ -326,6 +326,11 @@ class KindsMixin:
             info.sprite.single_image_dim.extend([images.shape[3], images.shape[2]])
         config = text_format.MessageToString(self._projector_config)
         core.write_file(os.fsencode(os.path.join(log_dir, "projector_config.pbtxt")), config.encode("utf-8"))
+        # A remote run uploads these once the worker has written them.
+        file_writer._side_files([os.path.join(save_path, name) for name, wanted in
+                                 (("metadata.tsv", tsv_text is not None), ("sprite.png", images is not None),
+                                  ("tensors.tsv", True)) if wanted] +
+                                [os.path.join(log_dir, "projector_config.pbtxt")])
 
     # -- audio, video, meshes, tensors -----------------------------------------------------------
 

@@ -389,13 +389,15 @@ class SummaryWriter(_Base):
                 "comet_config: logging to comet.ml is not supported by fasttb.tensorboardX; leave "
                 "comet_config at its default ({'disabled': True}) or use tensorboardX itself")
         on_full = kwargs.pop("on_full", "block")
+        kwargs.pop("rank_zero_only", None)  # fasttb's: read by SummaryWriter.__new__
         if kwargs and write_to_disk:
             raise TypeError(f"SummaryWriter() got an unexpected keyword argument {next(iter(kwargs))!r}")
         if log_dir is not None and logdir is None:
             logdir = log_dir
-        if logdir and str(logdir).startswith(("s3://", "gs://")):
-            raise NotImplementedError(f"logdir: {str(logdir)!r}: fasttb writes to local paths only "
-                                      "(tensorboardX's s3:// and gs:// are not supported)")
+        if logdir and "://" in str(logdir) and not str(logdir).startswith("file://"):
+            raise NotImplementedError(f"logdir: {str(logdir)!r}: fasttb.tensorboardX writes to local paths only "
+                                      "(tensorboardX's s3:// and gs:// are not supported; "
+                                      "fasttb.SummaryWriter writes to any fsspec URL)")
         self._write_to_disk = write_to_disk
         self._comet_config = comet_config
         self._comet_logger = None

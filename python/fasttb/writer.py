@@ -10,18 +10,21 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import threading
 import time
-from datetime import datetime
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core, _lifecycle
+from . import _core, _distributed, _lifecycle
 from ._convert import ArgumentOverflowError, make_np, to_scalar, to_step, to_tag, to_walltime
 from ._histogram import histogram_request
 from ._image import (figure_to_chw_uint8, image_to_hwc_uint8, image_with_boxes_to_hwc_uint8,
                      images_to_hwc_uint8, native_layout)
 from ._kinds import KindsMixin
+
+if TYPE_CHECKING:
+    from ._remote import RemoteRoot
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -31,10 +34,27 @@ _file_counter = itertools.count()
 
 
 def _event_file_name(suffix: str) -> str:
+    # In a distributed run the rank follows the host (_distributed.py).
     return (
-        f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+        f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}{_distributed.rank_tag()}."
         f"{os.getpid()}.{next(_file_counter)}{suffix}"
     )
+
+
+def _remote_root(log_dir: PathLike, storage_options: Optional[Dict[str, Any]],
+                 upload_timeout: float) -> Optional["RemoteRoot"]:
+    """The remote run of a log dir that is an fsspec URL (not ``file://``), else None."""
+    text = str(log_dir)
+    if "://" not in text or text.startswith("file://"):
+        if storage_options is not None:
+            raise ValueError(f"storage_options: given for the local log dir {text!r} (they are for URLs)")
+        return None
+    from . import _remote
+
+    return _remote.RemoteRoot(text, storage_options, upload_timeout)
+
+
+_side_file_order = itertools.count()
 
 
 class FileWriter:
@@ -45,6 +65,11 @@ class FileWriter:
     compatibility; fasttb bounds its one process-wide queue in bytes instead (see
     ``fasttb.set_queue_limit``). With ``on_full="drop"``, records that find the queue full are
     counted and dropped instead of waiting for room.
+
+    ``log_dir`` may be an fsspec URL (``s3://bucket/run``, ...): the file is then written in
+    segments to a local spool and each segment uploaded once (``storage_options`` go to fsspec;
+    ``flush()`` and ``close()`` wait up to ``upload_timeout`` seconds for the uploads). See
+    ``fasttb._remote``.
     """
 
     def __init__(
@@ -57,6 +82,9 @@ class FileWriter:
         on_full: str = "block",
         later: bool = False,
         source_metadata: bool = True,
+        storage_options: Optional[Dict[str, Any]] = None,
+        upload_timeout: float = 60.0,
+        root: Optional["RemoteRoot"] = None,
     ) -> None:
         if on_full not in ("block", "drop"):
             raise ValueError(f"on_full: expected 'block' or 'drop', got {on_full!r}")
@@ -70,19 +98,27 @@ class FileWriter:
         except (TypeError, ValueError):
             raise TypeError(f"flush_secs: expected a number of seconds, got {flush_secs!r}") from None
         self._log_dir = str(log_dir)
+        # Where the files are written on this machine: the log dir itself, or a remote run's spool.
+        self._local_dir = self._log_dir[7:] if self._log_dir.startswith("file://") else self._log_dir
         self._max_queue = max_queue
         self._flush_secs = flush_secs
         self._suffix = filename_suffix
         self._drop = on_full == "drop"
         self._later = later  # fasttb's own runs: the worker creates the directory and the file
         self._source_metadata = source_metadata  # False: tensorboardX's first record
+        self._root = root if root is not None else _remote_root(self._log_dir, storage_options, upload_timeout)
+        if self._root is not None:
+            self._init_remote()
         self._open()
 
     def _open(self) -> None:
+        if self._root is not None:
+            self._open_remote()
+            return
         if not self._later:
-            os.makedirs(self._log_dir, exist_ok=True)
+            os.makedirs(self._local_dir, exist_ok=True)
         while True:
-            path = os.path.join(self._log_dir, _event_file_name(self._suffix))
+            path = os.path.join(self._local_dir, _event_file_name(self._suffix))
             try:
                 core = _core.EventWriter(os.fsencode(path), self._flush_secs, self._drop, time.time(),
                                          self._later, self._source_metadata)
@@ -110,7 +146,9 @@ class FileWriter:
 
     @property
     def path(self) -> str:
-        """The path of the current event file."""
+        """The path of the current event file (a remote run's: the URL of its current segment)."""
+        if self._root is not None:
+            return self._root.remote_name(self._segment_path, url=True)
         return os.fsdecode(self._core.path)
 
     def add_event(self, event: Any, step: Optional[int] = None, walltime: Optional[float] = None) -> None:
@@ -144,12 +182,22 @@ class FileWriter:
         self.add_event(proto.Event(graph_def=graph.SerializeToString(deterministic=True)), None, walltime)
 
     def flush(self) -> None:
-        """Return once every event added before the call is written to the OS."""
+        """Return once every event added before the call is written to the OS (a remote run's:
+        uploaded, see ``fasttb._remote`` for an unreachable store)."""
+        if self._root is not None:
+            self._root.wait(self._flush_remote())
+            return
         if not self._closed and not self._core.stale:
             self._core.flush()
 
     def close(self) -> None:
         """Write everything still queued and close the file. Calling it again does nothing."""
+        if self._root is not None:
+            self._close_remote()
+            return
+        self._close_file()
+
+    def _close_file(self) -> None:
         if self._closed:
             if self._close_pending:  # wait for what close_later() queued
                 self._close_pending = False
@@ -167,6 +215,8 @@ class FileWriter:
             self._closed = self._close_pending = True
             if not self._core.stale:
                 self._core.close(wait=False)
+            if self._root is not None:
+                self._root.wake()
 
     def reopen(self) -> None:
         """Open a new event file in the same directory after ``close()``."""
@@ -176,6 +226,185 @@ class FileWriter:
     def stats(self) -> Dict[str, int]:
         """Counters of this file: records and bytes written, dropped, stalls, lost."""
         return self._core.stats()
+
+    # -- remote runs: segments in a local spool, each uploaded once (_remote.py) ------------------
+
+    def _init_remote(self) -> None:
+        self._segment_lock = threading.Lock()  # one segment change at a time (caller or uploader)
+        self._segment_path = ""
+        self._segment_age = max(0.8 * self._flush_secs, 0.0)
+        self._side_pending: Dict[str, Tuple[float, int]] = {}
+        self._final_queued = True
+        self._tick_failed = False
+
+    def _segment_name(self) -> str:
+        return os.path.join(self._local_dir, f"events.out.tfevents.{self._segment_time:010d}.{self._segment_stem}."
+                                             f"{self._segment_index:06d}{self._suffix}")
+
+    def _open_remote(self) -> None:
+        root = self._root
+        assert root is not None
+        with self._segment_lock:
+            self._local_dir = root.local_path(self._log_dir)
+            if not self._later:
+                os.makedirs(self._local_dir, exist_ok=True)
+            while True:
+                # The writer's number is zero-padded so that names sort in order within a second.
+                self._segment_stem = (f"{socket.gethostname()}{_distributed.rank_tag()}.{os.getpid()}."
+                                      f"{next(_file_counter):06d}")
+                self._segment_index = 0
+                self._segment_time = int(time.time())
+                path = self._segment_name()
+                try:
+                    core = _core.EventWriter(os.fsencode(path), self._flush_secs, self._drop, time.time(),
+                                             self._later, self._source_metadata)
+                except FileExistsError:
+                    continue
+                break
+            self._core = core
+            self._closed = False
+            self._close_pending = False
+            self._final_queued = False
+            self._tick_failed = False
+            self._segment_path = path
+            self._segment_records = 1  # the first record
+            self._segment_bytes = 0
+            self._segment_since: Optional[float] = None
+        root.add_writer(self)
+        from . import _remote
+
+        _remote.register(root)
+        _lifecycle.track(self)
+
+    def _end_segment(self) -> None:
+        """End the current segment (holding _segment_lock) and queue it, with the side files
+        written before, for upload. Raises the file's error."""
+        core = self._core
+        if self._closed or core.stale:
+            return
+        root = self._root
+        assert root is not None
+        before = core.stats()
+        sides = dict(self._side_pending)
+        old = self._segment_path
+        self._segment_index += 1
+        self._segment_time = max(self._segment_time, int(time.time()))
+        new = self._segment_name()
+        core.rotate(os.fsencode(new), self._source_metadata)
+        self._segment_path = new
+        self._segment_records, self._segment_bytes = before["records"], before["bytes"]
+        self._segment_since = None
+        root.enqueue(old, self)  # only if it exists: a segment is made by its first record
+        self._queue_side_files(sides)
+
+    def _queue_side_files(self, sides: Dict[str, Tuple[float, int]]) -> None:
+        root = self._root
+        assert root is not None
+        for path, mark in sides.items():
+            if self._side_pending.get(path) is mark:  # not written again since
+                del self._side_pending[path]
+            root.enqueue(path, self)
+
+    def _queue_final(self) -> int:
+        """Queue the last segment of a closed file (holding _segment_lock); the ticket."""
+        root = self._root
+        assert root is not None
+        if not self._final_queued:
+            self._final_queued = True
+            root.enqueue(self._segment_path, self)
+            self._queue_side_files(dict(self._side_pending))
+        return root.enqueued
+
+    def _flush_remote(self) -> int:
+        assert self._root is not None
+        with self._segment_lock:
+            self._end_segment()
+            return self._root.enqueued
+
+    def _close_remote(self, wait: bool = True) -> None:
+        """close() of a remote run's file: close it, queue its last segment and (``wait``) wait
+        for the uploads; raises the file's error, or the uploads' (TimeoutError included)."""
+        root = self._root
+        assert root is not None
+        if self._closed and not self._close_pending:
+            return
+        error: Optional[OSError] = None
+        with self._segment_lock:
+            try:
+                self._close_file()
+            except OSError as exc:
+                error = exc
+            ticket = self._queue_final()
+        if wait:
+            try:
+                root.wait(ticket, closing=True)
+            finally:
+                root.remove_spool_if_done()
+        if error is not None:
+            raise error
+
+    def _remote_tick(self, now: float) -> None:
+        """The uploader's look at this file: end a segment that is too large or too old, and
+        queue the last segment of a file closed by close_later()."""
+        if not self._segment_lock.acquire(blocking=False):
+            return  # the caller is changing segments right now
+        try:
+            if self._closed:
+                if self._close_pending and not self._final_queued:
+                    try:
+                        if not self._core.stale:
+                            self._core.close()  # waits for the worker only; close() raises its error
+                    except OSError:
+                        pass
+                    self._queue_final()
+                return
+            core = self._core
+            if core.stale or self._tick_failed:
+                return
+            counts = core.stats()
+            if self._segment_since is None and counts["records"] > self._segment_records:
+                self._segment_since = now
+            root = self._root
+            assert root is not None
+            age = self._segment_age
+            if ((root.segment_bytes and counts["bytes"] - self._segment_bytes >= root.segment_bytes)
+                    or (self._segment_since is not None and now - self._segment_since >= age)
+                    or (self._side_pending and now - min(t for t, _ in list(self._side_pending.values())) >= age)):
+                try:
+                    self._end_segment()
+                except OSError:
+                    self._tick_failed = True  # the file failed: the caller's next call raises it
+        finally:
+            self._segment_lock.release()
+
+    def _end_segment_at_exit(self) -> None:
+        with self._segment_lock:
+            if not self._closed:
+                try:
+                    self._end_segment()
+                except OSError:
+                    self._queue_final()  # what reached the file before it failed
+            elif self._close_pending and not self._final_queued:
+                try:
+                    if not self._core.stale:
+                        self._core.close()
+                except OSError:
+                    pass
+                self._queue_final()
+
+    def _fail_remote(self, code: int, context: str, url: str) -> None:
+        """Fail the file with an upload's failure: the caller's next call raises it."""
+        if not self._closed and not self._core.stale:
+            self._core.fail(code, context, os.fsencode(url))
+
+    def _side_files(self, paths: Sequence[str]) -> None:
+        """Side files (add_embedding's) just queued to the worker: a remote run uploads them once
+        they are written. Nothing to do for a local run."""
+        if self._root is None:
+            return
+        now = time.monotonic()
+        for path in paths:
+            self._side_pending[path] = (now, next(_side_file_order))
 
 
 class SummaryWriter(_core.NativeWriter, KindsMixin):
@@ -194,7 +423,27 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         filename_suffix: Appended to the name of every event file this writer creates.
         on_full: ``"block"`` (default) waits for room when the queue is full, losing nothing;
             ``"drop"`` drops the record and counts it in ``stats()["dropped"]``. fasttb only.
+        storage_options: For a ``log_dir`` that is an fsspec URL (``s3://bucket/run``,
+            ``gs://``, ``az://``, ``hdfs://``, ``memory://``, ...): passed to fsspec
+            (credentials, ``endpoint_url``, ...). Remote runs are written in segments to a local
+            spool and each segment is uploaded once: see ``fasttb._remote``. fasttb only.
+        rank_zero_only: In a distributed run (torchrun's ``RANK``/``WORLD_SIZE``, or
+            torch.distributed initialised), ranks other than 0 get a writer whose methods do
+            nothing. ``None`` (default) reads ``FASTTB_RANK_ZERO_ONLY``. fasttb only.
+        upload_timeout: A remote run's ``close()`` waits this long (seconds) for its uploads,
+            then raises ``TimeoutError``; ``flush()`` waits as long, then warns. fasttb only.
+
+    In a distributed run the default ``log_dir`` is the same on every rank and event file names
+    carry the rank (``...<host>.rank<R>.<pid>...``): see ``fasttb._distributed``.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "SummaryWriter":
+        rank_zero_only = kwargs.get("rank_zero_only")
+        if rank_zero_only is None:
+            rank_zero_only = _distributed.rank_zero_only_from_environment()
+        if rank_zero_only and _distributed.rank() not in (None, 0):
+            return _core.NativeWriter.__new__(_distributed.null_writer_class(cls))
+        return _core.NativeWriter.__new__(cls)
 
     def __init__(
         self,
@@ -206,10 +455,13 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         filename_suffix: str = "",
         *,
         on_full: str = "block",
+        storage_options: Optional[Dict[str, Any]] = None,
+        rank_zero_only: Optional[bool] = None,
+        upload_timeout: float = 60.0,
     ) -> None:
         if not log_dir:
-            stamp = datetime.now().strftime("%b%d_%H-%M-%S")
-            log_dir = os.path.join("runs", f"{stamp}_{socket.gethostname()}{comment}")
+            log_dir = _distributed.default_log_dir(comment)
+        self._remote_root = _remote_root(log_dir, storage_options, upload_timeout)
         self.log_dir = log_dir
         self.purge_step = purge_step
         self.max_queue = max_queue
@@ -228,8 +480,9 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         """A file writer with this writer's settings (``defaults``: the stock defaults, as the
         stock add_hparams gives its runs; the worker then creates its directory and file)."""
         if defaults:
-            return FileWriter(log_dir, later=True)
-        return FileWriter(log_dir, self.max_queue, self.flush_secs, self.filename_suffix, on_full=self._on_full)
+            return FileWriter(log_dir, later=True, root=self._remote_root)
+        return FileWriter(log_dir, self.max_queue, self.flush_secs, self.filename_suffix, on_full=self._on_full,
+                          root=self._remote_root)
 
     def _get_file_writer(self) -> FileWriter:
         """The main file writer, created again if the writer was closed."""
@@ -461,9 +714,17 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
     # -- lifecycle -----------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Return once everything logged before the call is written to the OS."""
+        """Return once everything logged before the call is written to the OS (for a remote
+        ``log_dir``: is in the store; if the store cannot be reached, flush() warns and returns
+        with the records kept in the local spool, see ``fasttb._remote``)."""
         self._settle_hparams_runs()
         if self.all_writers is None:
+            return
+        root = self._remote_root
+        if root is not None:
+            for writer in list(self.all_writers.values()):
+                writer._flush_remote()
+            root.wait()
             return
         for writer in self.all_writers.values():
             writer.flush()
@@ -472,18 +733,30 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         """Wait for the add_hparams runs' files, which close as soon as they are written, and
         raise the first of their failures."""
         writers, self._hparams_writers = self._hparams_writers, []
-        self._close_all(writers)
+        self._close_all(writers, closing=False)
 
-    def _close_all(self, writers: List[FileWriter]) -> None:
-        """Close each writer, count its records as closed, and raise the first failure."""
+    def _close_all(self, writers: List[FileWriter], closing: bool = True) -> None:
+        """Close each writer, count its records as closed, and raise the first failure (a remote
+        run's: wait for the uploads, as close() does, or as flush() does unless ``closing``)."""
         error: Optional[BaseException] = None
+        root = self._remote_root
         for writer in writers:
             try:
-                writer.close()
+                if root is not None:
+                    writer._close_remote(wait=False)  # the uploads are waited for once, below
+                else:
+                    writer.close()
             except OSError as exc:  # close the others, then report the first failure
                 error = error or exc
             for key, value in writer.stats().items():
                 self._closed_totals[key] = self._closed_totals.get(key, 0) + value
+        if root is not None:
+            try:
+                root.wait(closing=closing)
+            except OSError as exc:
+                error = error or exc
+            finally:
+                root.remove_spool_if_done()
         if error is not None:
             raise error
 
@@ -514,6 +787,8 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
             for key, value in writer.stats().items():
                 totals[key] += value
         totals.update(_core.engine_stats())
+        if self._remote_root is not None:
+            totals.update(self._remote_root.stats())
         return totals
 
     def __enter__(self) -> "SummaryWriter":
