@@ -1,4 +1,4 @@
-"""Type stubs of fasttb's compiled core (csrc/module.cc)."""
+"""Type stubs of fasttb's compiled core (csrc/bindings/module.cc)."""
 
 from typing import Any, Dict, List, Optional, Tuple, Union
 

@@ -110,7 +110,7 @@ class KindsMixin:
 
     def _add_text(self, tag: str, text_string: str, global_step: Optional[int] = None,
                   walltime: Optional[float] = None) -> None:
-        """add_text's general path (SummaryWriter.add_text is native, csrc/fastcall.h): log a
+        """add_text's general path (SummaryWriter.add_text is native, csrc/bindings/fastcall.h): log a
         string, rendered as Markdown by TensorBoard, under ``<tag>/text_summary``."""
         if not isinstance(text_string, str):
             raise TypeError(f"text_string: expected a str, got {type(text_string).__name__}")

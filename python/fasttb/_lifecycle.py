@@ -6,7 +6,7 @@
   skips ``atexit``. They do run multiprocessing's own finalizers first, so fasttb registers one
   there: in any process where multiprocessing is loaded, and again in every child it starts
   (``multiprocessing`` clears the finalizers it inherits, then runs its after-fork hooks).
-* SIGTERM with its default action is handled in the core (csrc/termination.h).
+* SIGTERM with its default action is handled in the core (csrc/runtime/termination.h).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``fasttb.SummaryReader``: event files read back at native speed, as tbparse reads them.
 
 The records of every file are checked (length and data CRC32C) and their Events decoded by the
-native core (``csrc/reader.cc``) with the interpreter's lock released, several files at once.
+native core (``csrc/reader/reader.cc``) with the interpreter's lock released, several files at once.
 Plain scalars come back as numpy columns; histograms, images, audio and tensors as byte ranges
 that are decoded only when their kind is asked for. What a file contributes follows tensorboard's
 EventAccumulator, which tbparse reads through (its purge rules included), and the DataFrames are

@@ -513,7 +513,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
 
     # -- scalars -------------------------------------------------------------------------------
 
-    # add_scalar and add_text are native (csrc/fastcall.h): plain arguments are queued without a
+    # add_scalar and add_text are native (csrc/bindings/fastcall.h): plain arguments are queued without a
     # Python frame; everything else arrives at _add_scalar below (_add_text in _kinds.py), with
     # the same arguments.
     add_scalar = _core.add_scalar
