@@ -9,7 +9,6 @@
 namespace fasttb {
 
 constexpr size_t kRecordHeader = 12;
-constexpr size_t kRecordOverhead = 16;
 
 inline size_t begin_record(std::string& out) {
     const size_t start = out.size();

@@ -79,11 +79,6 @@ inline void put_bytes_field(std::string& out, uint32_t field, const char* data, 
     out.append(data, n);
 }
 
-// int64 fields are varints of the two's-complement value: negative numbers take ten bytes.
-inline size_t int64_field_size(int64_t v) {
-    return v ? 1 + varint_size(static_cast<uint64_t>(v)) : 0;
-}
-
 inline void put_int64_field(std::string& out, uint32_t field, int64_t v) {
     if (!v) return;
     put_varint(out, key(field, kVarint));

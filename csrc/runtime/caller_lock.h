@@ -1,5 +1,5 @@
 // The lock a producer holds while it is not waiting: the interpreter's GIL, as the bindings
-// implement it (gil.h). The core only needs to let go of it around long copies and waits, and to
+// implement it (python_interop.h). The core only needs to let go of it around long copies and waits, and to
 // ask between slices of a long wait whether the caller wants to stop (Ctrl-C).
 #pragma once
 
@@ -11,7 +11,7 @@ class CallerLock {
 public:
     virtual void release() = 0;
     // Takes the lock back. May never return: a thread coming back while the interpreter shuts
-    // down is parked rather than let into a finalizing interpreter (see gil.cc).
+    // down is parked rather than let into a finalizing interpreter (see python_interop.cc).
     virtual void acquire() = 0;
     // With the lock held: true when a signal handler has raised (the error is left set).
     virtual bool interrupted() = 0;

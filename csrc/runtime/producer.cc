@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "encoders/histogram.h"
 #include "runtime/item_encoder.h"
 #include "encoders/kind_params.h"
 #include "encoders/pixels.h"

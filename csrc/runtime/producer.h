@@ -11,9 +11,9 @@
 #include <cstdint>
 #include <string_view>
 
+#include "encoders/dtype.h"
 #include "runtime/caller_lock.h"
 #include "format/event.h"
-#include "encoders/histogram.h"
 #include "runtime/status.h"
 #include "runtime/writer.h"
 

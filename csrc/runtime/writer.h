@@ -141,7 +141,7 @@ private:
     std::condition_variable pins_cv_;
 };
 
-// For a thread that will never run again (parked at interpreter exit, gil.cc): it leaves the
+// For a thread that will never run again (parked at interpreter exit, python_interop.cc): it leaves the
 // queue's line and lets go of its pins, so that no other thread waits for it. Its unqueued items
 // are abandoned with it.
 void abandon_calling_thread();
