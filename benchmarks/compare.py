@@ -1,6 +1,6 @@
 """Side-by-side comparison of fasttb, torch's and tensorboardX's SummaryWriter in one run.
 
-Same as ``python -m fasttb bench``; see fasttb/bench.py for what is measured.
+Same as ``python -m fasttb bench``; see fasttb/cli/bench.py for what is measured.
 Usage: python benchmarks/compare.py [--quick] [--json PATH]
 """
 

@@ -5,7 +5,7 @@ Run: python -m pytest benchmarks --benchmark-only --benchmark-autosave
 
 import pytest
 
-from fasttb.bench import writer_classes
+from fasttb.cli.bench import writer_classes
 
 
 WRITERS = writer_classes()

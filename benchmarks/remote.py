@@ -3,7 +3,7 @@ S3 server (moto), with the bytes each sends counted on the wire.
 
     python benchmarks/remote.py [--quick] [--json PATH]
 
-The same measurement as ``python -m fasttb bench --only remote`` (``fasttb.bench_remote``):
+The same measurement as ``python -m fasttb bench --only remote`` (``fasttb.cli.bench_remote``):
 the caller's cost per add_scalar (fasttb local, fasttb to S3, torch's writer to S3 through
 tensorboard's boto3 support with ``S3_ENDPOINT``), the flush() and close() times, and the bytes
 sent against the final objects' total.
@@ -15,8 +15,8 @@ import argparse
 import json
 import sys
 
-from fasttb import bench_remote
-from fasttb.bench import machine_line
+from fasttb.cli import bench_remote
+from fasttb.cli.bench import machine_line
 
 
 def main() -> int:

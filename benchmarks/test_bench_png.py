@@ -1,10 +1,10 @@
 """The worker's PNG encoder alone (``_core.encode_png``) against Pillow's default PNG save, side
-by side for a few image classes from the bench's own set (``fasttb.bench.png_images``)."""
+by side for a few image classes from the bench's own set (``fasttb.cli.bench.png_images``)."""
 
 import pytest
 
 from fasttb import _core
-from fasttb.bench import pillow_png, png_images
+from fasttb.cli.bench import pillow_png, png_images
 
 pytest.importorskip("PIL")
 

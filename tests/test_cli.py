@@ -30,7 +30,7 @@ def test_demo_rejects_bad_steps(tmp_path):
 
 
 def test_bench_reports_and_saves_json(tmp_path, capsys):
-    from fasttb import bench
+    from fasttb.cli import bench
 
     path = str(tmp_path / "bench.json")
     assert bench.main(quick=True, json_path=path, sections=["scalars"]) == 0
@@ -51,7 +51,7 @@ def test_bench_help():
 
 
 def test_bench_png_section_compares_with_pillow(capsys):
-    from fasttb import bench
+    from fasttb.cli import bench
 
     assert bench.main(quick=True, sections=["png"]) == 0
     out = capsys.readouterr().out

@@ -32,7 +32,7 @@ from fasttb._image import (
     image_with_boxes_to_hwc_uint8,
     images_to_hwc_uint8,
 )
-from fasttb.bench import png_images
+from fasttb.cli.bench import png_images
 
 RNG = np.random.default_rng(20240611)
 COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}

@@ -278,7 +278,7 @@ def test_a_forked_child_uploads_its_own_file(s3, spool):
 
 @pytest.mark.slow
 def test_the_remote_benchmark_runs(capsys):
-    from fasttb import bench_remote
+    from fasttb.cli import bench_remote
 
     results = bench_remote.run(steps=2000, flush_every=200, out=lambda line: None)
     lines = bench_remote.report(results)

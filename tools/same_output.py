@@ -46,10 +46,7 @@ def records(path: str) -> list:
 
 def png_hashes() -> None:
     from fasttb import _core
-    try:
-        from fasttb.cli.bench import png_images
-    except ImportError:
-        from fasttb.bench import png_images  # type: ignore[no-redef]
+    from fasttb.cli.bench import png_images
 
     for size in (256, 1024):
         for label, pixels in png_images(size).items():

@@ -49,18 +49,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "upload":
         return upload_spools(args.spools, args.storage_options, args.timeout)
     if args.command in ("inspect", "export"):
-        from . import reader_cli
+        from .cli import reader_cli
 
         return reader_cli.main_inspect(args) if args.command == "inspect" else reader_cli.main_export(args)
     if args.command == "run":
         return run_patched(args.target, args.args, args.module)
     if args.command == "demo":
-        from .demo import run_demo
+        from .cli.demo import run_demo
 
         if args.steps < 1:
             parser.error("--steps must be at least 1")
         return run_demo(args.logdir, args.steps)
-    from .bench import main as bench_main
+    from .cli.bench import main as bench_main
 
     return bench_main(args.quick, args.json, args.only)
 

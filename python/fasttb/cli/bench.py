@@ -285,7 +285,7 @@ class Bench:
         import logging
         import warnings
 
-        from . import _patch
+        from .. import _patch
 
         logging.getLogger("lightning").setLevel(logging.ERROR)
         logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -357,7 +357,7 @@ class Bench:
 
     def remote(self) -> None:
         """A long run logged to a local S3 server by fasttb and torch's writer: the caller's cost
-        per add_scalar and the bytes sent (fasttb.bench_remote)."""
+        per add_scalar and the bytes sent (fasttb.cli.bench_remote)."""
         from . import bench_remote
 
         self.results["remote"] = bench_remote.run(self.quick, self.out)
@@ -371,7 +371,7 @@ class Bench:
         except ImportError:
             self._record("reader", "scalars", missing="pandas is not installed")
             return
-        from .reader import SummaryReader
+        from ..reader import SummaryReader
 
         readers: Dict[str, Callable[[str], Any]] = {"fasttb": lambda d: SummaryReader(d).scalars}
         try:
@@ -391,7 +391,7 @@ class Bench:
             readers["EventAccumulator"] = accumulate
         except ImportError:
             pass
-        from . import SummaryWriter
+        from .. import SummaryWriter
 
         sizes = [10_000, 100_000] if self.quick else [10_000, 100_000, 1_000_000]
         for n in sizes:

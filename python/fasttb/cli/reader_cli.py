@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 import numpy as np
 
-from .reader import EventFile, SummaryReader, _walk, files_for, is_summary_events_file, scan_tree
+from ..reader import EventFile, SummaryReader, _walk, files_for, is_summary_events_file, scan_tree
 
 _KIND_NAMES = {4: "image", 5: "histogram", 6: "audio", 8: "tensor"}
 

@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from .writer import SummaryWriter
+from ..writer import SummaryWriter
 
 
 def run_demo(logdir: Optional[str], steps: int) -> int:

@@ -78,8 +78,8 @@ def run(quick: bool = False, out: Callable[[str], None] = print, steps: Optional
     absent = missing()
     if absent:
         return {"fasttb (s3)": {"missing": f"{absent} not installed"}}
-    from . import SummaryWriter
-    from ._local_s3 import LocalS3
+    from .. import SummaryWriter
+    from .._local_s3 import LocalS3
 
     steps = steps or (10_000 if quick else 40_000)
     flush_every = flush_every or (200 if quick else 400)
