@@ -5,16 +5,19 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "checksum/crc32.h"
 #include "checksum/crc32c.h"
 #include "runtime/engine.h"
 #include "format/event.h"
 #include "bindings/fastcall.h"
+#include "encoders/deflate.h"
 #include "encoders/gif.h"
 #include "encoders/histogram.h"
 #include "encoders/pixels.h"
@@ -258,7 +261,7 @@ void register_encoders(py::module_& m) {
         out["skipped"] = r.skipped;
         return out;
     }, py::arg("data"), py::arg("scalars") = true, py::arg("values") = true, py::arg("skip_corrupt") = false,
-       "Scan an event file's bytes: records checked, Events decoded into columns (see csrc/reader.h).");
+       "Scan an event file's bytes: records checked, Events decoded into columns (see csrc/reader/reader.h).");
     m.def("default_edges", [] { return fasttb::default_edges(); });
     m.def("encode_png", [](const py::array& array, bool planar) {
         const fasttb::Pixels pixels = image_of(array, planar, false);
@@ -279,6 +282,31 @@ void register_encoders(py::module_& m) {
     }, py::arg("pixels"), py::arg("planar") = false,
        "PNG bytes of an (height, width, channels) uint8 image, or with planar=True of a "
        "(channels, height, width) one, interleaved as it is encoded (one channel is stored as RGB).");
+    m.def("_deflate", [](py::bytes data, unsigned unit, size_t max_slice) {
+        // For tests: a raw deflate stream of `data`, given to the encoder in slices of
+        // `max_slice` bytes as the PNG layer gives it filtered rows, for zlib's inflate to check.
+        const std::string in(data);
+        if (in.empty()) throw py::value_error("data: at least one byte");
+        if (unit < 1 || unit > 8) throw py::value_error("unit: 1 to 8");
+        if (max_slice < 1 || max_slice > fasttb::deflate::kMaxSlice)
+            throw py::value_error("max_slice: 1 to 131072");
+        const size_t n = in.size();
+        std::vector<uint8_t> buf(n + 16, 0);  // the matcher reads whole words past the end
+        std::memcpy(buf.data(), in.data(), n);
+        const size_t slices = (n + max_slice - 1) / max_slice;
+        std::vector<uint8_t> out(2 * n + 2048 * (slices + 1) + 16);
+        fasttb::DeflateEncoder encoder;
+        if (!encoder.start(out.data(), n, max_slice)) throw std::bad_alloc();
+        for (size_t at = 0; at < n;) {
+            const size_t part = std::min(n - at, max_slice);
+            const size_t history = std::min(fasttb::deflate::kWindow, at);
+            encoder.add_slice(buf.data() + at, part, history, unit, at + part == n);
+            at += part;
+        }
+        const uint8_t* end = encoder.finish();
+        return py::bytes(reinterpret_cast<const char*>(out.data()), size_t(end - out.data()));
+    }, py::arg("data"), py::arg("unit") = 3, py::arg("max_slice") = fasttb::deflate::kMaxSlice,
+       "For tests: the raw deflate stream (RFC 1951) of `data` that the PNG encoder would write.");
     m.def("tsv_text", [](const py::array& matrix) {
         if (matrix.ndim() != 2) throw py::value_error("matrix: must be a 2-D array");
         const fasttb::Array m = array_of(matrix, "matrix");
