@@ -291,55 +291,52 @@ uint32_t update_adler_zero_row(uint32_t adler, uint8_t filter, uint64_t n) {
     const uint64_t s2 = ((adler >> 16) + s1 + (n % kAdlerMod) * s1) % kAdlerMod;
     return static_cast<uint32_t>((s2 << 16) | s1);
 }
-// encode_png() of HWC pixels (planes == 0) or of that many CHW planes (encode_png_planes()).
-bool encode(const uint8_t* pixels, uint32_t planes, uint32_t height, uint32_t width,
-            uint32_t channels, std::string* out) {
-    static const uint8_t kColorType[5] = {0, 0, 4, 2, 6};
-    if (!pixels || !out || height == 0 || width == 0 || height > kMaxDimension ||
-        width > kMaxDimension || channels < 1 || channels > 4)
+
+// ---- The driver. ----
+
+// The sizes of one image's encoding.
+struct Layout {
+    unsigned bpp;             // bytes per pixel
+    uint64_t row_bytes;       // < 2^33
+    uint64_t stride;          // filter byte + row
+    uint64_t raw;             // the filtered image: stride * height
+    uint64_t rows_per_block;  // rows filtered, then deflated, together
+    uint64_t block_bytes;
+    uint64_t bound;  // the most bytes the PNG can take, with 16 bytes of slack for the writers
+};
+
+// False for sizes that a PNG cannot hold or that overflow.
+bool plan_layout(uint32_t height, uint32_t width, uint32_t channels, Layout* l) {
+    if (height == 0 || width == 0 || height > kMaxDimension || width > kMaxDimension ||
+        channels < 1 || channels > 4)
         return false;
-    const unsigned bpp = channels;
-    const uint64_t row_bytes = uint64_t(width) * bpp;  // < 2^33
-    const uint64_t stride = row_bytes + 1;             // filter byte + row
+    l->bpp = channels;
+    l->row_bytes = uint64_t(width) * l->bpp;
+    l->stride = l->row_bytes + 1;
     // Everything below is sized from stride * height; refuse what the address space cannot hold
     // with room to spare, so that no later sum can overflow.
-    if (stride > (uint64_t(SIZE_MAX) >> 4) / height) return false;
-    const uint64_t raw = stride * height;
+    if (l->stride > (uint64_t(SIZE_MAX) >> 4) / height) return false;
+    l->raw = l->stride * height;
 
-    const uint64_t rows_per_block = std::max<uint64_t>(1, kBlockTarget / stride);
-    const uint64_t block_bytes = rows_per_block * stride;
-    const uint64_t nblocks = (height + rows_per_block - 1) / rows_per_block;
+    l->rows_per_block = std::max<uint64_t>(1, kBlockTarget / l->stride);
+    l->block_bytes = l->rows_per_block * l->stride;
+    const uint64_t nblocks = (height + l->rows_per_block - 1) / l->rows_per_block;
     // A slice coded on its own is never larger than stored: its data plus at most 8 bytes per
     // stored piece of up to 64 KiB. Slices gathered into one block get codes for all of them,
     // which in theory can cost more than that: the bound is then what any Huffman-coded block
     // can take, 2 bytes per byte (a literal's code has at most 15 bits, a match of 3 bytes or
     // more at most 48) and a header of under 1 KiB for each block (at most two per slice).
     // Only the bytes written are ever touched.
-    const uint64_t slices = nblocks * ((block_bytes + kMaxSlice - 1) / kMaxSlice);
-    const uint64_t zlib_bound = 2 + 2 * raw + 2048 * (slices + 1) + 4;
+    const uint64_t slices = nblocks * ((l->block_bytes + kMaxSlice - 1) / kMaxSlice);
+    const uint64_t zlib_bound = 2 + 2 * l->raw + 2048 * (slices + 1) + 4;
     const uint64_t idat_chunks = zlib_bound / kMaxChunk + 1;
-    const uint64_t bound = 8 + 25 + 12 * idat_chunks + zlib_bound + 12 + 16;  // 16: write slack
+    l->bound = 8 + 25 + 12 * idat_chunks + zlib_bound + 12 + 16;  // 16: write slack
+    return true;
+}
 
-    const size_t n = static_cast<size_t>(row_bytes);
-    static thread_local Workspace space;
-    const struct Trim {
-        Workspace& space;
-        ~Trim() { space.trim(); }
-    } trim{space};
-    const size_t slice_bytes = static_cast<size_t>(std::min<uint64_t>(block_bytes, kMaxSlice));
-    uint8_t* const window = space.window.get(kWindow + static_cast<size_t>(block_bytes) + 16);
-    uint8_t* const zeros = space.zeros.get(n);  // the row above the first
-    // CHW planes are interleaved a row at a time, into two buffers: the row and the one above.
-    uint8_t* const interleaved = planes ? space.interleaved.get(2 * n) : zeros;
-    // The PNG is built in a buffer of its largest size and then copied out: resizing `out` to
-    // that size would write all of it, ten or a hundred times the PNG itself for most images.
-    uint8_t* const base = space.png.get(static_cast<size_t>(bound));
-    if (!window || !zeros || !interleaved || !base) return false;
-    uint8_t* const idat = base + 33;
-    uint8_t* const zstart = idat + 8;
-    DeflateEncoder deflate;
-    if (!deflate.start(zstart + 2, raw, slice_bytes)) return false;
-    std::memset(zeros, 0, n);
+// The signature and the IHDR chunk, 33 bytes at `base`.
+void write_header(uint8_t* base, uint32_t height, uint32_t width, uint32_t channels) {
+    static const uint8_t kColorType[5] = {0, 0, 4, 2, 6};
     static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     std::memcpy(base, kSignature, 8);
     put_chunk_header(base + 8, 13, "IHDR");
@@ -350,47 +347,118 @@ bool encode(const uint8_t* pixels, uint32_t planes, uint32_t height, uint32_t wi
     ihdr[9] = kColorType[channels];
     ihdr[10] = ihdr[11] = ihdr[12] = 0;  // deflate, adaptive filters, no interlace
     store_be32(base + 29, chunk_crc(base + 12, 17));
+}
+
+// Filters rows [y0, y1) into data (filter byte, then the row, for each) and adds them to the
+// Adler-32. `prev` is the row above y0 and becomes the last row filtered. HWC pixels, or (planes
+// > 0) CHW planes interleaved a row at a time into `interleaved`: the row and the one above.
+uint32_t filter_rows(const uint8_t* pixels, uint32_t planes, uint32_t height, uint32_t width,
+                     const Layout& l, uint64_t y0, uint64_t y1, uint8_t* interleaved,
+                     const uint8_t** prev, uint8_t* data, uint32_t adler) {
+    const size_t n = static_cast<size_t>(l.row_bytes);
+    const size_t len = static_cast<size_t>((y1 - y0) * l.stride);
+    size_t summed = 0;  // bytes of `data` already in the Adler-32
+    for (uint64_t y = y0; y < y1; ++y) {
+        const uint8_t* cur;
+        if (planes) {
+            uint8_t* const row = interleaved + (y & 1) * n;
+            interleave_row(pixels, size_t(height) * width, planes, y, width, row);
+            cur = row;
+        } else {
+            cur = pixels + y * l.row_bytes;
+        }
+        const size_t at = static_cast<size_t>((y - y0) * l.stride);
+        if (filter_row(cur, *prev, n, l.bpp, data + at)) {
+            adler = update_adler(adler, data + summed, at - summed);
+            adler = update_adler_zero_row(adler, data[at], n);
+            summed = at + static_cast<size_t>(l.stride);
+        }
+        *prev = cur;
+    }
+    return update_adler(adler, data + summed, len - summed);
+}
+
+// Hands data[0, len) to the deflate encoder, after `history` bytes it may refer to. A group is
+// one row when rows are long; it is then deflated in slices, which bounds the encoder's buffers
+// and keeps every count within 32 bits.
+void deflate_rows(DeflateEncoder* deflate, const uint8_t* data, size_t len, size_t history,
+                  unsigned bpp, bool last) {
+    for (size_t at = 0; at < len;) {
+        const size_t part = std::min(len - at, kMaxSlice);
+        const size_t slice_history = std::min(kWindow, history + at);
+        const uint8_t* const slice = data + at;
+        at += part;
+        deflate->add_slice(slice, part, slice_history, bpp, last && at == len);
+    }
+}
+
+// Puts the zlib stream at zstart[0, zlen) into IDAT chunks starting at `idat` (zstart - 8);
+// returns their end.
+uint8_t* write_idat_chunks(uint8_t* idat, uint8_t* zstart, uint64_t zlen) {
+    if (zlen <= kMaxChunk) {
+        put_chunk_header(idat, static_cast<uint32_t>(zlen), "IDAT");
+        store_be32(zstart + zlen, chunk_crc(idat + 4, 4 + zlen));
+        return zstart + zlen + 4;
+    }
+    // Streams beyond a chunk's 2 GiB limit are split over several IDAT chunks. The stream is
+    // first moved up by the extra headers' size so that each piece moves down into place
+    // without overwriting data not yet moved.
+    const uint64_t pieces = (zlen + kMaxChunk - 1) / kMaxChunk;
+    const uint64_t grow = (pieces - 1) * 12;
+    std::memmove(zstart + grow, zstart, static_cast<size_t>(zlen));
+    const uint8_t* src = zstart + grow;
+    uint8_t* p = idat;
+    for (uint64_t left = zlen; left;) {
+        const uint64_t piece = std::min(left, kMaxChunk);
+        put_chunk_header(p, static_cast<uint32_t>(piece), "IDAT");
+        std::memmove(p + 8, src, static_cast<size_t>(piece));
+        store_be32(p + 8 + piece, chunk_crc(p + 4, 4 + piece));
+        p += 12 + piece;
+        src += piece;
+        left -= piece;
+    }
+    return p;
+}
+
+// encode_png() of HWC pixels (planes == 0) or of that many CHW planes (encode_png_planes()).
+bool encode(const uint8_t* pixels, uint32_t planes, uint32_t height, uint32_t width,
+            uint32_t channels, std::string* out) {
+    Layout l;
+    if (!pixels || !out || !plan_layout(height, width, channels, &l)) return false;
+    const size_t n = static_cast<size_t>(l.row_bytes);
+    static thread_local Workspace space;
+    const struct Trim {
+        Workspace& space;
+        ~Trim() { space.trim(); }
+    } trim{space};
+    const size_t slice_bytes = static_cast<size_t>(std::min<uint64_t>(l.block_bytes, kMaxSlice));
+    uint8_t* const window = space.window.get(kWindow + static_cast<size_t>(l.block_bytes) + 16);
+    uint8_t* const zeros = space.zeros.get(n);  // the row above the first
+    // CHW planes are interleaved a row at a time, into two buffers: the row and the one above.
+    uint8_t* const interleaved = planes ? space.interleaved.get(2 * n) : zeros;
+    // The PNG is built in a buffer of its largest size and then copied out: resizing `out` to
+    // that size would write all of it, ten or a hundred times the PNG itself for most images.
+    uint8_t* const base = space.png.get(static_cast<size_t>(l.bound));
+    if (!window || !zeros || !interleaved || !base) return false;
+    uint8_t* const idat = base + 33;
+    uint8_t* const zstart = idat + 8;
+    DeflateEncoder deflate;
+    if (!deflate.start(zstart + 2, l.raw, slice_bytes)) return false;
+    std::memset(zeros, 0, n);
+    write_header(base, height, width, channels);
 
     zstart[0] = 0x78;  // deflate with a 32 KiB window
     zstart[1] = 0x01;  // no dictionary, "fastest"; 0x7801 is a multiple of 31 as required
     uint32_t adler = 1;
     size_t history = 0;  // bytes of earlier blocks kept at the front of `window`
     const uint8_t* prev = zeros;  // the row above the next
-    for (uint64_t y0 = 0; y0 < height; y0 += rows_per_block) {
-        const uint64_t y1 = std::min<uint64_t>(height, y0 + rows_per_block);
+    for (uint64_t y0 = 0; y0 < height; y0 += l.rows_per_block) {
+        const uint64_t y1 = std::min<uint64_t>(height, y0 + l.rows_per_block);
         uint8_t* const data = window + history;
-        const size_t len = static_cast<size_t>((y1 - y0) * stride);
-        size_t summed = 0;  // bytes of `data` already in the Adler-32
-        for (uint64_t y = y0; y < y1; ++y) {
-            const uint8_t* cur;
-            if (planes) {
-                uint8_t* const row = interleaved + (y & 1) * n;
-                interleave_row(pixels, size_t(height) * width, planes, y, width, row);
-                cur = row;
-            } else {
-                cur = pixels + y * row_bytes;
-            }
-            const size_t at = static_cast<size_t>((y - y0) * stride);
-            if (filter_row(cur, prev, n, bpp, data + at)) {
-                adler = update_adler(adler, data + summed, at - summed);
-                adler = update_adler_zero_row(adler, data[at], n);
-                summed = at + static_cast<size_t>(stride);
-            }
-            prev = cur;
-        }
-        adler = update_adler(adler, data + summed, len - summed);
+        const size_t len = static_cast<size_t>((y1 - y0) * l.stride);
+        adler = filter_rows(pixels, planes, height, width, l, y0, y1, interleaved, &prev, data, adler);
         std::memset(data + len, 0, 16);  // the matcher reads whole words
-
-        // A group is one row when rows are long; it is then deflated in slices, which bounds
-        // the sequence buffer and keeps every count within 32 bits.
-        for (size_t at = 0; at < len;) {
-            const size_t part = std::min(len - at, kMaxSlice);
-            const size_t slice_history = std::min(kWindow, history + at);
-            const uint8_t* const slice = data + at;
-            at += part;
-            deflate.add_slice(slice, part, slice_history, bpp, y1 == height && at == len);
-        }
-
+        deflate_rows(&deflate, data, len, history, l.bpp, y1 == height);
         const size_t keep = std::min(kWindow, history + len);
         std::memmove(window, data + len - keep, keep);
         history = keep;
@@ -398,33 +466,8 @@ bool encode(const uint8_t* pixels, uint32_t planes, uint32_t height, uint32_t wi
     uint8_t* zend = deflate.finish();
     store_be32(zend, adler);
     zend += 4;
-    const uint64_t zlen = uint64_t(zend - zstart);
 
-    uint8_t* end;
-    if (zlen <= kMaxChunk) {
-        put_chunk_header(idat, static_cast<uint32_t>(zlen), "IDAT");
-        store_be32(zend, chunk_crc(idat + 4, 4 + zlen));
-        end = zend + 4;
-    } else {
-        // Streams beyond a chunk's 2 GiB limit are split over several IDAT chunks. The stream is
-        // first moved up by the extra headers' size so that each piece moves down into place
-        // without overwriting data not yet moved.
-        const uint64_t pieces = (zlen + kMaxChunk - 1) / kMaxChunk;
-        const uint64_t grow = (pieces - 1) * 12;
-        std::memmove(zstart + grow, zstart, static_cast<size_t>(zlen));
-        const uint8_t* src = zstart + grow;
-        uint8_t* p = idat;
-        for (uint64_t left = zlen; left;) {
-            const uint64_t piece = std::min(left, kMaxChunk);
-            put_chunk_header(p, static_cast<uint32_t>(piece), "IDAT");
-            std::memmove(p + 8, src, static_cast<size_t>(piece));
-            store_be32(p + 8 + piece, chunk_crc(p + 4, 4 + piece));
-            p += 12 + piece;
-            src += piece;
-            left -= piece;
-        }
-        end = p;
-    }
+    uint8_t* end = write_idat_chunks(idat, zstart, uint64_t(zend - zstart));
     put_chunk_header(end, 0, "IEND");
     store_be32(end + 8, chunk_crc(end + 4, 4));
     end += 12;
