@@ -306,9 +306,11 @@ def test_an_item_larger_than_the_bound_is_not_starved(tmp_path):
         position = next(i for i, e in enumerate(events) if e.step == -1 - round)
         scalars_before = sum(1 for e in events[:position] if e.step // 10**8 == round and e.step >= 0)
         overtaken.append(scalars_before - before)
-    # Hundreds when the machine is idle; a loaded 2-core machine can hold the pushing thread off
-    # the CPU for milliseconds while the flood keeps the GIL.
-    assert max(overtaken) <= 10_000, overtaken
+    # Hundreds per round; now and then a round counts ten thousand, when the pushing thread is
+    # held off the CPU for milliseconds while the flood keeps the GIL (seen in CI). Waiting for
+    # an empty queue instead let tens of thousands through in most rounds.
+    assert sorted(overtaken)[len(overtaken) // 2] <= 5_000, overtaken
+    assert max(overtaken) <= 50_000, overtaken
 
 
 @pytest.mark.parametrize("text, expected", [("268435456", 268435456), ("256M", 256 << 20),
