@@ -73,11 +73,6 @@ def unpatch() -> None:
             _finder = None
 
 
-def is_patched() -> bool:
-    """Whether ``patch()`` is in effect."""
-    return _finder is not None
-
-
 def patch_from_environment() -> None:
     """Patch when the ``FASTTB_PATCH`` environment variable is set to anything but ``0`` or empty.
 
@@ -118,11 +113,6 @@ def _patch_module(module: ModuleType) -> None:
 
     stock.__new__ = __new__  # type: ignore[assignment]
     _patched[stock] = combined
-
-
-def patched_class(stock: type) -> Optional[type]:
-    """The class ``stock(...)`` creates while patched, or None when it is not patched."""
-    return _patched.get(stock) if _finder is not None else None
 
 
 class _Finder(importlib.abc.MetaPathFinder):

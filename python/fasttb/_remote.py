@@ -71,6 +71,8 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
+from . import _core
+
 if TYPE_CHECKING:
     from .writer import FileWriter
 
@@ -461,6 +463,9 @@ class RemoteRoot:
         self.error = OSError(code, f"fasttb: {context}: {os.strerror(code)}", url)
         for writer in self.writers:
             writer._fail_remote(code, context, url)
+        # Queued behind the failures: once it returns the worker has failed the files, so the
+        # caller's next call raises even when it comes right after flush() gave up.
+        _core.flush_all()
         with _uploader.cond:
             _uploader.pending_bytes -= self.pending_bytes
             self.pending_bytes = 0

@@ -948,11 +948,6 @@ class SummaryWriter(_Base):
         wall_time = to_walltime(self._walltime(None))
         self._main().push_summary(_summary_bytes(entry), step, wall_time)
 
-    def add_custom_scalars_multilinechart(self, tags: List[str], category: str = "default",
-                                          title: str = "untitled") -> None:
-        """One Custom Scalars chart overlaying the series ``tags``."""
-        self.add_custom_scalars({category: {title: ["Multiline", tags]}})
-
     def add_custom_scalars_marginchart(self, tags: List[str], category: str = "default",
                                        title: str = "untitled") -> None:
         """One Custom Scalars chart of a series and its lower and upper bounds (three tags)."""

@@ -396,9 +396,6 @@ class FileWriter:
         """Fail the file with an upload's failure: the caller's next call raises it."""
         if not self._closed and not self._core.stale:
             self._core.fail(code, context, os.fsencode(url))
-            # Queued behind the failure: once it returns the worker has failed the file, so the
-            # caller's next call raises even when it comes right after flush() gave up.
-            _core.flush_all()
 
     def _side_files(self, paths: Sequence[str]) -> None:
         """Side files (add_embedding's) just queued to the worker: a remote run uploads them once
