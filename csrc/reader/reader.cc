@@ -1,10 +1,11 @@
 // Event files read back into columns; see reader.h.
 #include "reader/reader.h"
 
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "checksum/crc32c.h"
 
@@ -220,7 +221,7 @@ public:
         if (what != 5) return true;
 
         for (const Value& v : values_) {
-            if (v.metadata && seen_metadata_.emplace(v.tag, 1).second) {
+            if (v.metadata && seen_metadata_.insert(v.tag).second) {
                 out_.metadata_tag.push_back(intern(v.tag));
                 out_.metadata_offset.push_back(static_cast<uint64_t>(v.metadata - base_));
                 out_.metadata_length.push_back(v.metadata_size);
@@ -300,7 +301,7 @@ private:
     const ScanOptions& options_;
     ScanResult& out_;
     std::unordered_map<std::string_view, int32_t> tag_ids_;
-    std::unordered_map<std::string_view, int> seen_metadata_;
+    std::unordered_set<std::string_view> seen_metadata_;  // tags whose metadata is kept
     std::vector<uint8_t> seen_by_kind_[16];
     std::string_view last_tag_;
     int32_t last_id_ = -1;
