@@ -6,10 +6,14 @@
 #include <cstring>
 #include <new>
 #include <string_view>
+#include <utility>
 
-#include "encoders/dtype.h"
-#include "runtime/producer.h"
 #include "bindings/python_interop.h"
+#include "encoders/dtype.h"
+#include "runtime/engine.h"
+#include "runtime/item.h"
+#include "runtime/producer.h"
+#include "runtime/status.h"
 
 namespace fasttb {
 namespace {

@@ -1,32 +1,46 @@
 // Python bindings of the core (fasttb._core): argument conversion and error translation only.
 // Records are checked, copied and queued by producer.h; the GIL is let go only through
 // PythonLock (python_interop.h).
+#include <Python.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
+// stl.h converts std::vector arguments and results; nothing names it, so IWYU cannot see its use.
+#include <pybind11/stl.h>  // IWYU pragma: keep
 
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "bindings/fastcall.h"
+#include "bindings/python_interop.h"
 #include "checksum/crc32.h"
 #include "checksum/crc32c.h"
-#include "runtime/engine.h"
-#include "format/event.h"
-#include "bindings/fastcall.h"
 #include "encoders/deflate.h"
+#include "encoders/dtype.h"
 #include "encoders/gif.h"
 #include "encoders/histogram.h"
+#include "encoders/kind_params.h"
 #include "encoders/pixels.h"
 #include "encoders/png.h"
-#include "runtime/producer.h"
-#include "bindings/python_interop.h"
-#include "reader/reader.h"
-#include "format/record.h"
 #include "encoders/side_files.h"
+#include "format/event.h"
+#include "format/record.h"
+#include "reader/reader.h"
+#include "runtime/caller_lock.h"
+#include "runtime/engine.h"
+#include "runtime/event_file.h"
+#include "runtime/item.h"
+#include "runtime/producer.h"
+#include "runtime/status.h"
 #include "runtime/writer.h"
 
 namespace py = pybind11;
@@ -510,7 +524,6 @@ void register_writer(py::module_& m) {
            "`next_path` (its first record names the writer when source_metadata is true). "
            "Returns once the segment is closed on disk.")
         .def("fail", [](EventWriter& w, int err, const std::string& context, const py::bytes& path) {
-            PythonLock lock;
             raise_if_failed(w.fail(err, context, std::string_view(path)));
         }, py::arg("errno"), py::arg("context"), py::arg("path"),
            "Fail the file as the worker would: every later call raises "

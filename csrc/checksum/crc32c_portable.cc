@@ -1,5 +1,6 @@
 // Portable CRC-32C: slicing-by-8 over tables computed at compile time.
 #include <array>
+#include <cstdint>
 #include <cstring>
 
 #include "checksum/crc32c.h"

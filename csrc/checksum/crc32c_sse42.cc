@@ -3,8 +3,8 @@
 #include <nmmintrin.h>
 
 #include <array>
+#include <cstdint>
 #include <cstring>
-#include <mutex>
 
 #include "checksum/crc32c.h"
 

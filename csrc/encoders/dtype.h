@@ -2,7 +2,6 @@
 // dtypes), and reading one element as a double the way numpy's astype(float64) does.
 #pragma once
 
-#include <cstddef>
 #include <cstdint>
 #include <cstring>
 

@@ -2,6 +2,7 @@
 // byte for byte (tensors.tsv holds str(element.item()) of every element).
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include "encoders/dtype.h"

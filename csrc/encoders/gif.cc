@@ -5,9 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
+#include <cstddef>
 #include <new>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace fasttb {

@@ -3,9 +3,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <initializer_list>
 #include <vector>
 
+#include "encoders/dtype.h"
 #include "format/event_wire.h"
+#include "format/wire.h"
 
 namespace fasttb {
 namespace {

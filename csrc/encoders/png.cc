@@ -14,6 +14,7 @@
 #include "encoders/reused.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <exception>

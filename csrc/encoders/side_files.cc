@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "encoders/dtype.h"
 #include "encoders/float_repr.h"
 
 namespace fasttb {

@@ -3,6 +3,7 @@
 // images tiled on a square black canvas).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>

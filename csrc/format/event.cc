@@ -2,7 +2,11 @@
 // because protobuf prefixes every sub-message with its length.
 #include "format/event.h"
 
+#include <cstddef>
+#include <vector>
+
 #include "format/event_wire.h"
+#include "format/wire.h"
 
 namespace fasttb {
 namespace {

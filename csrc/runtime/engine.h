@@ -31,8 +31,6 @@
 
 namespace fasttb {
 
-class EventFile;
-
 class Engine {
 public:
     // The engine of this process, started (with its thread) on first use. On failure (a bad

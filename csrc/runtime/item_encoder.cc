@@ -3,13 +3,17 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
+#include <vector>
 
-#include "format/event.h"
 #include "encoders/gif.h"
+#include "encoders/histogram.h"
+#include "encoders/kind_params.h"
 #include "encoders/plugin_events.h"
 #include "encoders/png.h"
-#include "format/record.h"
 #include "encoders/side_files.h"
+#include "format/event.h"
+#include "format/record.h"
 
 namespace fasttb {
 

@@ -2,15 +2,17 @@
 #include "runtime/producer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 
 #include "encoders/histogram.h"
-#include "runtime/item_encoder.h"
 #include "encoders/kind_params.h"
 #include "encoders/pixels.h"
+#include "runtime/item_encoder.h"
 
 namespace fasttb {
 namespace {

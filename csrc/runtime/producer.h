@@ -12,8 +12,9 @@
 #include <string_view>
 
 #include "encoders/dtype.h"
-#include "runtime/caller_lock.h"
 #include "format/event.h"
+#include "runtime/caller_lock.h"
+#include "runtime/item.h"
 #include "runtime/status.h"
 #include "runtime/writer.h"
 

@@ -11,7 +11,7 @@
 #include <new>
 #include <stdexcept>
 
-#include "runtime/engine.h"
+#include "runtime/engine.h"  // IWYU pragma: associated
 #include "runtime/event_file.h"
 #include "runtime/item_encoder.h"
 

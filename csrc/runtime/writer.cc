@@ -2,8 +2,12 @@
 #include "runtime/writer.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <new>
+#include <utility>
+
+#include "runtime/block_pool.h"
 
 namespace fasttb {
 

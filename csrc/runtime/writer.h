@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -20,6 +21,7 @@
 #include "runtime/caller_lock.h"
 #include "runtime/engine.h"
 #include "runtime/event_file.h"
+#include "runtime/item.h"
 #include "runtime/status.h"
 
 namespace fasttb {
