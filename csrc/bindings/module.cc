@@ -38,6 +38,7 @@
 #include "runtime/caller_lock.h"
 #include "runtime/engine.h"
 #include "runtime/event_file.h"
+#include "runtime/hold.h"
 #include "runtime/item.h"
 #include "runtime/producer.h"
 #include "runtime/status.h"
@@ -45,6 +46,7 @@
 
 namespace py = pybind11;
 using fasttb::EventWriter;
+using fasttb::Hold;
 using fasttb::ItemKind;
 using fasttb::PixelType;
 using fasttb::PythonLock;
@@ -358,7 +360,46 @@ void register_encoders(py::module_& m) {
     }, py::arg("values"), "The pixels add_image makes of float values (the stock uint8 rule).");
 }
 
+// The Python side of a Hold (hold.h): one reference, let go (cancelling the hold unless it was
+// published) when the Python object goes.
+class HoldHandle {
+public:
+    explicit HoldHandle(Hold* hold) : hold_(hold) {}
+    ~HoldHandle() {
+        hold_->cancel();
+        hold_->release();
+    }
+    HoldHandle(const HoldHandle&) = delete;
+    HoldHandle& operator=(const HoldHandle&) = delete;
+    Hold* get() const { return hold_; }
+
+private:
+    Hold* hold_;
+};
+
+void register_hold(py::module_& m) {
+    py::class_<HoldHandle>(m, "Hold",
+        "A place kept in the queue (EventWriter.push_hold) for records made later by fill().")
+        .def("fill", [](HoldHandle& h, const py::function& make) {
+            if (h.get()->resolved()) throw py::value_error("hold: already filled or cancelled");
+            if (Hold::filling()) throw py::value_error("hold: fill() cannot be nested");
+            struct Publish {  // the records made so far are kept even if make() raises
+                Hold* hold;
+                ~Publish() { hold->publish(); }
+            } publish{h.get()};
+            Hold::Filling filling(h.get());
+            make();
+        }, py::arg("make"),
+           "Call make(): every record it queues, on any writer, from this thread, goes into the "
+           "hold; then the worker writes them where the hold was queued.")
+        .def("cancel", [](HoldHandle& h) { h.get()->cancel(); },
+             "Nothing will be filled in: the worker goes past the hold. No-op once filled.")
+        .def_property_readonly("resolved", [](HoldHandle& h) { return h.get()->resolved(); },
+                               "Filled or cancelled.");
+}
+
 void register_writer(py::module_& m) {
+    register_hold(m);
     py::class_<EventWriter, std::shared_ptr<EventWriter>>(m, "EventWriter",
         "One event file, written by the background worker.")
         .def(py::init([](const py::bytes& path, double flush_secs, bool drop_when_full,
@@ -508,6 +549,11 @@ void register_writer(py::module_& m) {
                                                 dim(3), columns, lock));
         }, py::arg("path"), py::arg("images"), py::arg("columns"),
            "Have the worker tile (N, C, H, W) images into sprite.png.")
+        .def("push_hold", [](EventWriter& w) {
+            Hold* hold = nullptr;
+            raise_if_failed(w.push_hold(&hold));
+            return std::make_unique<HoldHandle>(hold);
+        }, "Keep a place for records made later (Hold.fill), in the order of this call.")
         .def("check", [](const EventWriter& w) { raise_if_failed(w.error()); },
              "Raise the worker's error for this file, if any.")
         .def("flush", [](EventWriter& w) {
@@ -565,6 +611,9 @@ void register_engine(py::module_& m) {
         PythonLock lock;
         raise_if_failed(fasttb::flush_all_files(lock));
     }, "Write every open event file of this process to the OS.");
+    m.def("cancel_holds", [] { return Hold::cancel_all(); },
+          "Cancel every hold not yet filled (interpreter exit): the worker goes past them. "
+          "Returns how many.");
     m.def("engine_stats", [] {
         py::dict d;
         fasttb::Engine* e = fasttb::Engine::current();

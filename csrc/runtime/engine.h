@@ -96,6 +96,7 @@ private:
     void handle(Item* item);
     void handle_control(Item* item);
     void handle_side_file(Item* item);
+    void handle_hold(Item* item);
     void retire(Item* item);
     void mark_dirty(EventFile* f);
     // only_due: just the files whose flush_secs have passed; check_names: see EventFile::flush.

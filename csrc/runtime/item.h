@@ -19,6 +19,7 @@ namespace fasttb {
 
 class BlockPool;
 class EventFile;
+class Hold;
 
 enum class ItemKind : uint8_t {
     scalar,          // value, scalar_kind
@@ -43,6 +44,7 @@ enum class ItemKind : uint8_t {
                      // tag (with_source: its first record's). Then signal `done`
     fail,            // fail the file as the worker fails it: errno in `step`, the path to name
                      // in the tag, the context in the payload (a remote upload's failure)
+    hold,            // not a record: the records of `hold` go here, once it is published (hold.h)
 };
 
 // The end of a flush or close, shared by the threads waiting for it and the control item that
@@ -77,6 +79,7 @@ struct Item : QueueNode {
     // only after every item naming the file (writer.h).
     EventFile* file = nullptr;
     Completion* done = nullptr;  // flush and close: one reference, released by the worker
+    Hold* hold = nullptr;        // hold: one reference, released by the worker
     double wall_time = 0;
     int64_t step = 0;
     double value = 0;

@@ -99,6 +99,7 @@ int append_record(const Item& item, std::string& out, std::string& png) {
         case ItemKind::close:
         case ItemKind::rotate:
         case ItemKind::fail:
+        case ItemKind::hold:
             return EINVAL;  // no record: the worker handles these itself
     }
     if (out.size() - start - kRecordHeader > kMaxRecordPayload) return EFBIG;

@@ -13,6 +13,7 @@
 
 #include "runtime/engine.h"  // IWYU pragma: associated
 #include "runtime/event_file.h"
+#include "runtime/hold.h"
 #include "runtime/item_encoder.h"
 
 namespace fasttb {
@@ -74,6 +75,7 @@ void Engine::drain_once(uint64_t* handled) {
 }
 
 void Engine::handle(Item* item) {
+    if (item->kind == ItemKind::hold) return handle_hold(item);
     if (item->kind == ItemKind::flush || item->kind == ItemKind::close || item->kind == ItemKind::open ||
         item->kind == ItemKind::rotate || item->kind == ItemKind::fail)
         return handle_control(item);
@@ -112,6 +114,30 @@ void Engine::handle(Item* item) {
         if (out.size() >= kFileBufferLimit) f->write_out(wall_clock_now());
     }
     retire(item);
+}
+
+// Waits for the hold's records and writes them in its place. The wait is for another thread of
+// this process (the one copying a tensor from the GPU, say), never for the GIL: that thread makes
+// its records with the GIL and publishes without it, and a hold whose filler is gone was
+// cancelled by its handle. Records a cancel dropped count as lost.
+void Engine::handle_hold(Item* item) {
+    Hold* hold = item->hold;
+    item->hold = nullptr;
+    retire(item);
+    Item* dropped = nullptr;
+    Item* items = hold->take(&dropped);
+    hold->release();
+    for (Item* it = items; it;) {
+        Item* next = static_cast<Item*>(it->next.load(std::memory_order_relaxed));
+        handle(it);
+        it = next;
+    }
+    for (Item* it = dropped; it;) {
+        Item* next = static_cast<Item*>(it->next.load(std::memory_order_relaxed));
+        if (it->file) it->file->state().lost.fetch_add(1, std::memory_order_relaxed);
+        retire(it);
+        it = next;
+    }
 }
 
 // A side file belongs to the event file's writer: its failure is that file's failure, naming the

@@ -215,6 +215,33 @@ Status EventWriter::fail(int err, std::string_view context, std::string_view pat
     return {};
 }
 
+Status EventWriter::push_hold(Hold** out) {
+    if (!ready()) return check();
+    if (Hold::filling()) return Status::value_error("a hold cannot be queued while one is being filled");
+    Hold* hold = Hold::make();
+    Item* item = hold ? Item::make(engine_->pool(), ItemKind::hold, file_, {}, 0) : nullptr;
+    if (!item) {
+        if (hold) hold->release();
+        return Status::no_memory();
+    }
+    item->hold = hold->add_ref();
+    engine_->push_control(item, false);
+    *out = hold;
+    return {};
+}
+
+bool EventWriter::fill(Hold* hold, Item* item) {
+    item->accounted = 0;  // a hold's records are bounded by whoever fills it, not by the queue
+    if (hold->append(item)) {
+        last_dropped_ = false;
+    } else {  // cancelled while being filled
+        discard(item);
+        state_->dropped.fetch_add(1, std::memory_order_relaxed);
+        last_dropped_ = true;
+    }
+    return true;
+}
+
 Status EventWriter::close(CallerLock& lock, bool wait_for_it) {
     if (stale()) {
         file_ = nullptr;

@@ -21,6 +21,7 @@
 #include "runtime/caller_lock.h"
 #include "runtime/engine.h"
 #include "runtime/event_file.h"
+#include "runtime/hold.h"
 #include "runtime/item.h"
 #include "runtime/status.h"
 
@@ -76,6 +77,7 @@ public:
     // The part of push() that never waits: true when the item was queued or dropped (then not
     // the caller's any more), false when the queue is full (still the caller's).
     bool try_push(Item* item) {
+        if (Hold* hold = Hold::filling()) return fill(hold, item);
         switch (engine_->try_push(item, drop_when_full_)) {
             case Engine::Admit::queued:
                 last_dropped_ = false;
@@ -90,6 +92,11 @@ public:
         return false;
     }
     Status push_waiting(Item* item, CallerLock& lock, bool* queued = nullptr);
+
+    // Queues a hold (hold.h) where the next record would go and returns it with one reference,
+    // the caller's. Fails as a push would (closed, failed, forked), or while this thread is
+    // filling a hold.
+    Status push_hold(Hold** out);
 
     // Keeps the file open while its holder has let the caller lock go with an item it made for
     // the file not yet queued; it also keeps the writer alive. Take it with the lock held, before
@@ -126,6 +133,7 @@ public:
     Status fail(int err, std::string_view context, std::string_view path);
 
 private:
+    bool fill(Hold* hold, Item* item);  // try_push while filling: the item goes into `hold`
     EventWriter(Engine* engine, EventFile* file, std::shared_ptr<FileState> state, bool drop_when_full);
     Status wait(Completion* done, CallerLock& lock);
     Status wait_for_close(CallerLock& lock);  // once closing: the close's end, and its error

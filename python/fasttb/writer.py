@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from . import _core, _distributed, _lifecycle
+from . import _core, _device, _distributed, _lifecycle
 from ._convert import ArgumentOverflowError, make_np, to_scalar, to_step, to_tag, to_walltime
 from ._histogram import histogram_request
 from ._image import (figure_to_chw_uint8, image_to_hwc_uint8, image_with_boxes_to_hwc_uint8,
@@ -472,6 +472,10 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         self.all_writers: Optional[Dict[str, FileWriter]] = None
         self._hparams_writers: List[FileWriter] = []  # add_hparams runs, closed with this writer
         self._closed_totals: Dict[str, int] = {}  # counters of the files close() let go of
+        self._device_error: Optional[BaseException] = None  # a CUDA call's failure, for the next call
+        # CUDA calls dropped: the pinned ring was full under on_full="drop", or another thread's
+        # close() came before their values did
+        self._device_dropped = 0
         self._get_file_writer()
 
     # -- writers -------------------------------------------------------------------------------
@@ -497,10 +501,41 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         return self.file_writer
 
     def _main(self) -> "_core.EventWriter":
-        """The main file's core writer, ready for a record (re-created after close or fork)."""
+        """The main file's core writer, ready for a record (re-created after close or fork).
+        Raises first the failure of an earlier call with CUDA tensors, if one is pending."""
+        if self._device_error is not None:
+            self._raise_device_error()
         core = self._get_file_writer()._ready()
         _core.set_scalar_target(self, core)  # a new file after fork, say
         return core
+
+    # -- CUDA tensors (see fasttb._device) -----------------------------------------------------
+
+    def _defer(self, core: "_core.EventWriter", values: Sequence[Any],
+               make: Any) -> None:
+        """Log a call whose ``values`` are CUDA tensors: ``make(host_arrays)`` makes its records
+        once the copies have landed, in the place this call holds in ``core``'s queue."""
+        def make_unless_closed(arrays: List[np.ndarray]) -> None:
+            if core.closed:  # close() on another thread came between this call and its values
+                self._device_dropped += 1
+                return
+            make(arrays)
+
+        if not _device.submit(self, core, values, make_unless_closed, self._on_full == "drop"):
+            self._device_dropped += 1
+
+    def _raise_device_error(self) -> None:
+        """Raise (once) the failure of an earlier call with CUDA tensors; not on the waiter thread,
+        whose records for later calls still go on."""
+        if self._device_error is not None and not _device.on_waiter_thread():
+            error, self._device_error = self._device_error, None
+            raise error
+
+    def _device_failed(self, error: BaseException) -> None:
+        """The waiter thread met ``error`` for one of this writer's calls: the next call raises it
+        (add_scalar's native path is turned off until then, so that it comes here)."""
+        self._device_error = error
+        _core.set_scalar_target(self, None)
 
     def get_logdir(self) -> PathLike:
         """The run directory, exactly as it was given (or the default chosen)."""
@@ -541,6 +576,14 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
                 default data server does not show double-precision scalars.)
         """
         kind = (2 if double_precision else 1) if new_style else 0
+        if _device.is_device_value(scalar_value) and scalar_value.numel() == 1:
+            tag = to_tag(tag)
+            step = to_step(global_step)
+            wall_time = to_walltime(walltime)
+            core = self._main()
+            self._defer(core, [scalar_value],
+                        lambda a: core.push_scalar(tag, to_scalar(a[0]), step, wall_time, kind))
+            return
         value = to_scalar(scalar_value)
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
@@ -560,18 +603,39 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
             raise TypeError(f"tag_scalar_dict: expected a dict, got {type(tag_scalar_dict).__name__}")
         wall_time = to_walltime(walltime)
         step = to_step(global_step)
-        values = [(to_tag(key, "tag_scalar_dict key"), to_scalar(v, f"tag_scalar_dict[{key!r}]"))
-                  for key, v in tag_scalar_dict.items()]
+        values: List[Tuple[str, Any]] = []
+        on_device: List[Any] = []  # CUDA values, copied without a sync (their place: None)
+        for key, v in tag_scalar_dict.items():
+            key = to_tag(key, "tag_scalar_dict key")
+            if _device.is_device_value(v) and v.numel() == 1:
+                values.append((key, None))
+                on_device.append(v)
+            else:
+                values.append((key, to_scalar(v, f"tag_scalar_dict[{key!r}]")))
         base = self._get_file_writer().get_logdir()
         writers = self.all_writers
         assert writers is not None
         prefix = main_tag.replace("/", "_")
-        for key, value in values:
+        cores = []
+        for key, _ in values:
             run_dir = base + "/" + prefix + "_" + key
             writer = writers.get(run_dir)
             if writer is None:
                 writer = writers[run_dir] = self._new_file_writer(run_dir)
-            writer._ready().push_scalar(main_tag, value, step, wall_time, 0)
+            cores.append(writer._ready())
+        if not on_device:
+            for core, (_, value) in zip(cores, values):
+                core.push_scalar(main_tag, value, step, wall_time, 0)
+            return
+
+        def make(arrays: List[np.ndarray]) -> None:
+            host = iter(arrays)
+            for core, (key, value) in zip(cores, values):
+                if value is None:
+                    value = to_scalar(next(host), f"tag_scalar_dict[{key!r}]")
+                core.push_scalar(main_tag, value, step, wall_time, 0)
+
+        self._defer(self._main(), on_device, make)
 
     # -- histograms ----------------------------------------------------------------------------
 
@@ -594,8 +658,16 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         tag = to_tag(tag)
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
-        request = histogram_request(values, bins, max_bins)
         core = self._main()
+        if _device.is_device_value(values) and values.numel() > 0:
+            self._defer(core, [values],
+                        lambda a: self._histogram_to(core, tag, a[0], step, bins, wall_time, max_bins))
+            return
+        self._histogram_to(core, tag, values, step, bins, wall_time, max_bins)
+
+    def _histogram_to(self, core: "_core.EventWriter", tag: str, values: Any, step: int, bins: Any,
+                      wall_time: float, max_bins: Optional[int]) -> None:
+        request = histogram_request(values, bins, max_bins)
         if request[0] == "native":
             core.push_histogram(tag, request[1], request[2], step, wall_time)
         else:
@@ -642,20 +714,37 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         """Log one image: an array or tensor laid out as ``dataformats`` (``CHW``, ``HWC``,
         ``HW``, ...), uint8 as is or float in [0, 1] (scaled by 255 and clipped). Grayscale is
         stored as RGB. The PNG is encoded on the background thread."""
+        if _device.is_device_value(img_tensor) and img_tensor.numel() > 0:
+            tag = to_tag(tag)
+            step = to_step(global_step)
+            wall_time = to_walltime(walltime)
+            core = self._main()
+            self._defer(core, [img_tensor],
+                        lambda a: self._image_to(core, tag, a[0], step, wall_time, dataformats))
+            return
         a = img_tensor if type(img_tensor) is np.ndarray else make_np(img_tensor, "img_tensor")
         planar = native_layout(a, dataformats)
         if planar is None:
             self._push_image(tag, image_to_hwc_uint8(a, dataformats), global_step, walltime)
             return
-        # uint8 and float CHW, HWC or HW arrays need no numpy work: the core scales floats while it
-        # copies, and the worker interleaves planes, so the caller reads its array once.
         tag = to_tag(tag)
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
-        if planar:
-            self._main().push_image_planes(tag, a.reshape((-1,) + a.shape[-2:]), step, wall_time)
+        self._image_to(self._main(), tag, a, step, wall_time, dataformats, planar)
+
+    def _image_to(self, core: "_core.EventWriter", tag: str, a: np.ndarray, step: int,
+                  wall_time: float, dataformats: str, planar: Optional[bool] = None) -> None:
+        """add_image of the numpy array ``a`` into ``core``, arguments already converted."""
+        if planar is None:
+            planar = native_layout(a, dataformats)
+        if planar is None:
+            core.push_image(tag, image_to_hwc_uint8(a, dataformats), step, wall_time, 0, 0)
+        elif planar:
+            # uint8 and float CHW, HWC or HW arrays need no numpy work: the core scales floats
+            # while it copies, and the worker interleaves planes, so the caller reads its array once.
+            core.push_image_planes(tag, a.reshape((-1,) + a.shape[-2:]), step, wall_time)
         else:
-            self._main().push_image(tag, a, step, wall_time)
+            core.push_image(tag, a, step, wall_time)
 
     def add_images(
         self,
@@ -666,6 +755,14 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         dataformats: str = "NCHW",
     ) -> None:
         """Log a batch of images tiled into one grid image, 8 per row (``NCHW`` or ``NHWC``)."""
+        if _device.is_device_value(img_tensor) and img_tensor.numel() > 0:
+            tag = to_tag(tag)
+            step = to_step(global_step)
+            wall_time = to_walltime(walltime)
+            core = self._main()
+            self._defer(core, [img_tensor], lambda a: core.push_image(
+                tag, images_to_hwc_uint8(a[0], dataformats), step, wall_time, 0, 0))
+            return
         self._push_image(tag, images_to_hwc_uint8(img_tensor, dataformats), global_step, walltime)
 
     def add_figure(
@@ -716,7 +813,10 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
     def flush(self) -> None:
         """Return once everything logged before the call is written to the OS (for a remote
         ``log_dir``: is in the store; if the store cannot be reached, flush() warns and returns
-        with the records kept in the local spool, see ``fasttb._remote``)."""
+        with the records kept in the local spool, see ``fasttb._remote``). Calls with CUDA
+        tensors are waited for first."""
+        _device.drain()
+        self._raise_device_error()
         self._settle_hparams_runs()
         if self.all_writers is None:
             return
@@ -764,8 +864,9 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         """Write everything still queued and close every file of this writer.
 
         Logging after ``close()`` starts a new event file, as the stock writer does. Calling
-        ``close()`` again does nothing.
+        ``close()`` again does nothing. Calls with CUDA tensors are waited for first.
         """
+        _device.drain()
         writers = self._hparams_writers
         self._hparams_writers = []
         if self.all_writers is not None:
@@ -775,6 +876,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         self.file_writer = self.all_writers = None
         _core.set_scalar_target(self, None)
         self._close_all(writers)
+        self._raise_device_error()
 
     def stats(self) -> Dict[str, int]:
         """Counters for every file this writer has written, closed ones included (records,
@@ -786,6 +888,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         for writer in (self.all_writers or {}).values():
             for key, value in writer.stats().items():
                 totals[key] += value
+        totals["dropped"] += self._device_dropped
         totals.update(_core.engine_stats())
         if self._remote_root is not None:
             totals.update(self._remote_root.stats())

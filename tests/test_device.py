@@ -1,0 +1,402 @@
+"""The machinery behind CUDA tensors (fasttb._device and the core's holds), on CPU: a stand-in
+backend (fake_device.py) plays the device, whose copies land when the test says so. What is
+checked: call order in the file, values identical to logging the same values from the CPU, the
+pinned ring's bound (wait, or drop), errors raised on the next call, flush/close waiting, threads,
+exit and fork. The same paths on a real GPU are in test_cuda.py."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import read_records, run_child
+from fake_device import FakeBackend, FakeTensor
+from tensorboard.compat.proto import event_pb2
+
+from fasttb import SummaryWriter, _core, _device
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture
+def fake():
+    backend = FakeBackend()
+    _device.use_backend(lambda: backend)
+    try:
+        yield backend
+    finally:
+        backend.release_all()
+        _device.use_backend(_device.CudaBackend)
+
+
+@pytest.fixture
+def ring(monkeypatch):
+    """Sets the pinned ring's size for the next stager (the fixture `fake` makes a fresh one)."""
+    def set_size(nbytes: int) -> None:
+        monkeypatch.setenv("FASTTB_PINNED_BYTES", str(nbytes))
+    return set_size
+
+
+def runs(logdir: str) -> dict:
+    """Each run's records (raw payloads), keyed by the run's directory relative to `logdir`."""
+    out = {}
+    for root, _, names in os.walk(logdir):
+        for name in sorted(names):
+            if "tfevents" in name:
+                out.setdefault(os.path.relpath(root, logdir), []).extend(read_records(os.path.join(root, name)))
+    return out
+
+
+def scalars(logdir: str, tag: str) -> list:
+    return [(e.step, e.summary.value[0].simple_value)
+            for e in (event_pb2.Event.FromString(r) for r in runs(logdir).get(".", []))
+            if e.summary.value and e.summary.value[0].tag == tag]
+
+
+def log_everything(w: SummaryWriter, wrap) -> None:
+    """Every kind that takes device tensors, and plain values between them; `wrap` makes a value
+    a device value (FakeTensor) or leaves it a numpy array."""
+    rng = np.random.default_rng(5)
+    t = 1_700_000_000.0
+    w.add_scalar("a", wrap(np.array(1.5, np.float32)), 0, walltime=t)
+    w.add_scalar("a", 2.5, 1, walltime=t + 1)
+    for i, dtype in enumerate((np.bool_, np.uint8, np.int8, np.int16, np.int32, np.int64,
+                               np.float16, np.float32, np.float64)):
+        w.add_scalar("dtypes", wrap(np.array([7], dtype)), i, walltime=t + 2)
+    w.add_scalar("new_style", wrap(np.array(0.1, np.float64)), 0, walltime=t + 3, new_style=True,
+                 double_precision=True)
+    w.add_scalars("s", {"x": wrap(np.array(3.0, np.float32)), "y": 4.0, "z": wrap(np.array(5, np.int64))},
+                  2, walltime=t + 4)
+    w.add_text("text", "between", 3, walltime=t + 5)
+    values = rng.standard_normal(1000).astype(np.float32)
+    w.add_histogram("h", wrap(values), 3, walltime=t + 6)
+    w.add_histogram("h_auto", wrap(values.astype(np.float64)), 3, bins="auto", walltime=t + 7)
+    w.add_histogram("h_max", wrap(values), 3, max_bins=10, walltime=t + 8)
+    w.add_image("chw", wrap(rng.random((3, 8, 10), dtype=np.float32)), 4, walltime=t + 9)
+    w.add_image("hwc", wrap(rng.integers(0, 255, (6, 5, 3), dtype=np.uint8)), 4, walltime=t + 10,
+                dataformats="HWC")
+    w.add_image("hw", wrap(rng.random((4, 4))), 4, walltime=t + 11, dataformats="HW")
+    w.add_image("grey", wrap(rng.random((1, 5, 5), dtype=np.float32)), 4, walltime=t + 12)
+    w.add_images("batch", wrap(rng.random((5, 3, 4, 4), dtype=np.float32)), 5, walltime=t + 13)
+    w.add_scalar("a", 9.0, 6, walltime=t + 14)
+
+
+def test_device_values_keep_call_order_and_match_logging_from_the_cpu(fake, tmp_path):
+    fake.auto = False  # no copy lands until the test says so
+    ours, cpu = str(tmp_path / "device"), str(tmp_path / "cpu")
+    w = SummaryWriter(ours)
+    log_everything(w, FakeTensor)
+    time.sleep(0.3)  # time enough for the worker to write what it may (it writes when idle)
+    assert runs(ours).get(".", [])[1:] == []  # it waits at the first call's hold
+    fake.release_all()
+    w.close()
+    with SummaryWriter(cpu) as c:
+        log_everything(c, lambda a: a)
+    a, b = runs(ours), runs(cpu)
+    assert sorted(a) == sorted(b) == [".", "s_x", "s_y", "s_z"]
+    for run in a:  # every record but the first (its wall time is the file's opening)
+        assert len(a[run]) == len(b[run]) > 1, run
+        assert a[run][1:] == b[run][1:], run
+    assert w.stats()["dropped"] == 0
+
+
+def test_the_value_logged_is_the_value_at_the_call(fake, ring, tmp_path):
+    ring(256)  # four slices: the ring wraps many times below
+    fake.auto = False
+    w = SummaryWriter(str(tmp_path))
+    t = FakeTensor(np.array([1.0]))
+    w.add_scalar("a", t, 0)
+    t.array[...] = 99.0  # changed in place before the copy "lands"
+    w.add_scalar("a", t, 1)
+    fake.release_all()
+    for i in range(2, 200):
+        t.array[...] = i
+        w.add_scalar("a", t, i)
+    w.close()
+    assert scalars(str(tmp_path), "a") == [(0, 1.0), (1, 99.0)] + [(i, float(i)) for i in range(2, 200)]
+
+
+def test_a_full_ring_makes_the_caller_wait_for_the_copies(fake, ring, tmp_path):
+    ring(128)  # two slices of 64 bytes
+    fake.auto = False
+    w = SummaryWriter(str(tmp_path))
+    w.add_scalar("a", FakeTensor(np.array(0.0)), 0)
+    w.add_scalar("a", FakeTensor(np.array(1.0)), 1)
+    third = threading.Thread(target=w.add_scalar, args=("a", FakeTensor(np.array(2.0)), 2))
+    third.start()
+    third.join(0.5)
+    assert third.is_alive(), "the third call should wait for room in the ring"
+    w.add_scalar("cpu", 1.0, 0)  # plain values never wait for the ring
+    fake.release_all()
+    third.join(10)
+    assert not third.is_alive()
+    w.close()
+    assert scalars(str(tmp_path), "a") == [(0, 0.0), (1, 1.0), (2, 2.0)]
+    assert scalars(str(tmp_path), "cpu") == [(0, 1.0)]
+
+
+def test_a_full_ring_drops_calls_under_on_full_drop(fake, ring, tmp_path):
+    ring(128)
+    fake.auto = False
+    w = SummaryWriter(str(tmp_path), on_full="drop")
+    for i in range(5):
+        w.add_scalar("a", FakeTensor(np.array(float(i))), i)
+        w.add_scalar("cpu", float(i), i)
+    assert w.stats()["dropped"] == 3
+    fake.release_all()
+    w.close()
+    assert scalars(str(tmp_path), "a") == [(0, 0.0), (1, 1.0)]
+    assert scalars(str(tmp_path), "cpu") == [(i, float(i)) for i in range(5)]
+
+
+def test_a_tensor_larger_than_the_ring_gets_a_buffer_of_its_own(fake, ring, tmp_path):
+    ring(256)
+    values = np.linspace(-3, 3, 1000)  # 8000 bytes
+    ours, cpu = str(tmp_path / "device"), str(tmp_path / "cpu")
+    with SummaryWriter(ours) as w:
+        w.add_scalar("a", FakeTensor(np.array(1.0)), 0, walltime=1.0)
+        w.add_histogram("h", FakeTensor(values), 1, walltime=2.0)
+        w.add_scalar("a", FakeTensor(np.array(2.0)), 2, walltime=3.0)
+    with SummaryWriter(cpu) as c:
+        c.add_scalar("a", 1.0, 0, walltime=1.0)
+        c.add_histogram("h", values, 1, walltime=2.0)
+        c.add_scalar("a", 2.0, 2, walltime=3.0)
+    assert 8000 in fake.allocations
+    assert runs(ours)["."][1:] == runs(cpu)["."][1:]
+
+
+def test_a_device_error_is_raised_on_the_next_call_and_earlier_records_are_kept(fake, tmp_path):
+    w = SummaryWriter(str(tmp_path))
+    w.add_scalar("a", FakeTensor(np.array(1.0)), 0)
+    fake.fail_next = RuntimeError("CUDA error: device-side assert triggered")
+    w.add_scalar("a", FakeTensor(np.array(2.0)), 1)  # returns: the error comes at the event
+    _device.drain()
+    with pytest.raises(RuntimeError, match="device-side assert"):
+        w.add_scalar("b", 3.0, 2)  # even add_scalar's native path reports it
+    w.add_scalar("a", FakeTensor(np.array(4.0)), 3)  # raised once; logging goes on
+    w.add_scalar("b", 5.0, 4)
+    w.close()
+    assert scalars(str(tmp_path), "a") == [(0, 1.0), (3, 4.0)]
+    assert scalars(str(tmp_path), "b") == [(4, 5.0)]
+
+
+def test_an_error_found_when_the_values_arrive_has_the_cpu_paths_type(fake, tmp_path):
+    w = SummaryWriter(str(tmp_path))
+    image = np.zeros((3, 4, 4), np.float32)
+    with pytest.raises(Exception) as cpu_error:
+        w.add_image("i", image, 0, dataformats="XYZ")
+    w.add_image("i", FakeTensor(image), 0, dataformats="XYZ")
+    _device.drain()
+    with pytest.raises(type(cpu_error.value)) as device_error:
+        w.flush()
+    assert str(device_error.value) == str(cpu_error.value)
+    w.close()
+
+
+def test_flush_and_close_wait_for_the_device_copies(fake, tmp_path):
+    fake.auto = False
+    w = SummaryWriter(str(tmp_path))
+    w.add_scalar("a", FakeTensor(np.array(1.0)), 0)
+    releaser = threading.Timer(0.3, fake.release_all)
+    releaser.start()
+    started = time.monotonic()
+    w.flush()
+    assert time.monotonic() - started >= 0.25
+    assert scalars(str(tmp_path), "a") == [(0, 1.0)]  # on disk once flush() returns
+    fake.auto = False
+    w.add_scalar("a", FakeTensor(np.array(2.0)), 1)
+    threading.Timer(0.3, fake.release_all).start()
+    w.close()
+    assert scalars(str(tmp_path), "a") == [(0, 1.0), (1, 2.0)]
+
+
+def test_threads_logging_device_and_plain_values_lose_nothing(fake, ring, tmp_path):
+    ring(1024)
+    w = SummaryWriter(str(tmp_path))
+
+    def log(k: int) -> None:
+        for i in range(300):
+            w.add_scalar(f"dev{k}", FakeTensor(np.array(float(i))), i)
+            w.add_scalar(f"cpu{k}", float(i), i)
+            if i % 50 == 0:
+                w.add_histogram(f"h{k}", FakeTensor(np.arange(10.0)), i)
+
+    threads = [threading.Thread(target=log, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    w.close()
+    for k in range(4):
+        for tag in (f"dev{k}", f"cpu{k}"):
+            assert scalars(str(tmp_path), tag) == [(i, float(i)) for i in range(300)], tag
+
+
+def test_close_while_another_thread_logs_device_values():
+    run_child(f"""
+        import sys, tempfile, threading, time
+        sys.path.insert(0, {TESTS!r})
+        import numpy as np
+        from fake_device import FakeBackend, FakeTensor
+        from fasttb import SummaryWriter, _device
+        _device.use_backend(FakeBackend)
+        w = SummaryWriter(tempfile.mkdtemp())
+        stop = False
+        def log():
+            i = 0
+            while not stop:
+                try:  # a call that meets close() half-way raises "Writer is closed", as on CPU
+                    w.add_scalar("a", FakeTensor(np.array(float(i))), i)
+                    w.add_histogram("h", FakeTensor(np.arange(100.0)), i)
+                except OSError as exc:
+                    assert "Writer is closed" in str(exc), exc
+                i += 1
+        threads = [threading.Thread(target=log) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for _ in range(20):
+            time.sleep(0.01)
+            w.close()
+        stop = True
+        for t in threads:
+            t.join()
+        w.close()
+        print("ok")
+    """, timeout=120)
+
+
+def test_exit_goes_past_copies_that_never_land():
+    result = run_child(f"""
+        import sys, tempfile
+        sys.path.insert(0, {TESTS!r})
+        import numpy as np
+        from fake_device import FakeBackend, FakeTensor
+        from fasttb import SummaryWriter, _device
+        backend = FakeBackend()
+        backend.auto = False  # a device that never finishes
+        _device.use_backend(lambda: backend)
+        d = tempfile.mkdtemp()
+        w = SummaryWriter(d)
+        w.add_scalar("cpu", 1.0, 0)
+        w.add_scalar("dev", FakeTensor(np.array(2.0)), 1)
+        w.add_scalar("cpu", 3.0, 2)
+        print(d)
+    """, env={"FASTTB_DEVICE_EXIT_TIMEOUT": "0.5"}, timeout=60)
+    assert "were lost at exit" in result.stderr
+    assert scalars(result.stdout.strip(), "cpu") == [(0, 1.0), (2, 3.0)]
+    assert scalars(result.stdout.strip(), "dev") == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_refuses_device_values():
+    result = run_child(f"""
+        import os, sys, tempfile
+        sys.path.insert(0, {TESTS!r})
+        import numpy as np
+        from fake_device import FakeBackend, FakeTensor
+        from fasttb import SummaryWriter, _device
+        _device.use_backend(FakeBackend)
+        w = SummaryWriter(tempfile.mkdtemp())
+        w.add_scalar("a", FakeTensor(np.array(1.0)), 0)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                w.add_scalar("a", FakeTensor(np.array(2.0)), 1)
+            except RuntimeError as exc:
+                print("child:", exc, flush=True)
+                w.add_scalar("a", 3.0, 2)  # plain values still work in the child
+                os._exit(0)
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        w.close()
+    """, timeout=60)
+    assert "forked child" in result.stdout and "spawn" in result.stdout
+
+
+def test_holds_in_the_core(tmp_path):
+    w = SummaryWriter(str(tmp_path))
+    core = w._main()
+    w.add_scalar("a", 0.0, 0)
+    first = core.push_hold()
+    second = core.push_hold()
+    w.add_scalar("a", 3.0, 3)
+    second.fill(lambda: core.push_scalar("a", 2.0, 2, 1.0, 0))
+    assert second.resolved and not first.resolved
+    with pytest.raises(ValueError, match="already filled"):
+        second.fill(lambda: None)
+
+    def nested() -> None:
+        core.push_scalar("a", 1.0, 1, 1.0, 0)
+        with pytest.raises(ValueError, match="while one is being filled"):
+            core.push_hold()
+
+    first.fill(nested)
+    third = core.push_hold()
+    w.add_scalar("a", 4.0, 4)
+    del third  # dropped unfilled: cancelled, the worker goes on
+    cancelled = core.push_hold()
+    cancelled.cancel()
+    cancelled.fill(lambda: None) if not cancelled.resolved else None
+    w.close()
+    assert scalars(str(tmp_path), "a") == [(i, float(i)) for i in range(5)]
+    with pytest.raises(OSError):
+        core.push_hold()  # closed
+
+
+def test_a_fill_that_raises_keeps_what_it_made(tmp_path):
+    w = SummaryWriter(str(tmp_path))
+    core = w._main()
+    hold = core.push_hold()
+
+    def make() -> None:
+        core.push_scalar("a", 1.0, 1, 1.0, 0)
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        hold.fill(make)
+    w.add_scalar("a", 2.0, 2)
+    w.close()
+    assert scalars(str(tmp_path), "a") == [(1, 1.0), (2, 2.0)]
+
+
+def test_cancel_holds_lets_the_worker_go_on(tmp_path):
+    w = SummaryWriter(str(tmp_path))
+    core = w._main()
+    kept = [core.push_hold() for _ in range(3)]
+    w.add_scalar("a", 1.0, 1)
+    assert _core.cancel_holds() == 3
+    w.close()
+    assert scalars(str(tmp_path), "a") == [(1, 1.0)]
+    assert all(h.resolved for h in kept)
+
+
+def test_plain_values_never_touch_the_device_module(tmp_path):
+    # No device value was logged by this process's writers here: no stager, no waiter thread.
+    run_child("""
+        import sys, tempfile
+        import numpy as np
+        from fasttb import SummaryWriter, _device
+        with SummaryWriter(tempfile.mkdtemp()) as w:
+            w.add_scalar("a", np.float32(1), 0)
+            w.add_histogram("h", np.arange(10), 0)
+            w.add_image("i", np.zeros((3, 4, 4)), 0)
+        assert _device.stager() is None
+        assert "torch" not in sys.modules
+    """)
+
+
+def test_the_ring_size_setting_is_checked(monkeypatch):
+    monkeypatch.setenv("FASTTB_PINNED_BYTES", "lots")
+    with pytest.raises(ValueError, match="FASTTB_PINNED_BYTES"):
+        _device.pool_bytes()
+    monkeypatch.setenv("FASTTB_PINNED_BYTES", "1e6")
+    assert _device.pool_bytes() == 1_000_000
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
