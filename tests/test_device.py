@@ -57,6 +57,9 @@ def scalars(logdir: str, tag: str) -> list:
             if e.summary.value and e.summary.value[0].tag == tag]
 
 
+DTYPES = (np.bool_, np.uint8, np.int8, np.int16, np.int32, np.int64, np.float16, np.float32, np.float64)
+
+
 def log_everything(w: SummaryWriter, wrap) -> None:
     """Every kind that takes device tensors, and plain values between them; `wrap` makes a value
     a device value (FakeTensor) or leaves it a numpy array."""
@@ -64,8 +67,7 @@ def log_everything(w: SummaryWriter, wrap) -> None:
     t = 1_700_000_000.0
     w.add_scalar("a", wrap(np.array(1.5, np.float32)), 0, walltime=t)
     w.add_scalar("a", 2.5, 1, walltime=t + 1)
-    for i, dtype in enumerate((np.bool_, np.uint8, np.int8, np.int16, np.int32, np.int64,
-                               np.float16, np.float32, np.float64)):
+    for i, dtype in enumerate(DTYPES):
         w.add_scalar("dtypes", wrap(np.array([7], dtype)), i, walltime=t + 2)
     w.add_scalar("new_style", wrap(np.array(0.1, np.float64)), 0, walltime=t + 3, new_style=True,
                  double_precision=True)
@@ -400,3 +402,64 @@ def test_the_ring_size_setting_is_checked(monkeypatch):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+class TorchOnCpu(_device.CudaBackend):
+    """CudaBackend's copies and views, with CPU tensors marked as device values: what the CUDA
+    path does with each dtype and layout, short of the device itself."""
+
+    def owns(self, value):
+        return getattr(value, "_on_fake_device", False) is True
+
+    def allocate(self, nbytes):
+        buffer = self.torch.empty(max(nbytes, 1), dtype=self.torch.uint8)  # not pinned: no CUDA here
+        return buffer, buffer.numpy()
+
+    def record(self, values):
+        return []
+
+    def copy(self, value, buffer, offset):
+        self.copied = getattr(self, "copied", 0) + 1
+        return super().copy(value, buffer, offset)
+
+
+def test_the_cuda_backends_copies_give_what_the_cpu_path_logs(tmp_path):
+    torch = pytest.importorskip("torch")
+
+    def marked(a):
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        t._on_fake_device = True
+        return t
+
+    _device.use_backend(TorchOnCpu)
+    try:
+        ours, cpu = str(tmp_path / "device"), str(tmp_path / "cpu")
+        bf16 = torch.tensor([1.7, -2.3, 1e-3], dtype=torch.bfloat16)
+        wide = torch.arange(24, dtype=torch.float32).reshape(4, 6) / 24
+        with SummaryWriter(ours) as w:
+            log_everything(w, marked)  # its one-element scalars take add_scalar's native path
+            for i, dtype in enumerate(DTYPES):  # so these go by the general one, as CUDA ones do
+                w._add_scalar("dtypes_general", marked(np.array([7], dtype)), i, walltime=1.0)
+            for tag, t in (("bf16", bf16[:1].reshape(())), ("bf16_h", bf16), ("transposed", wide.T)):
+                t = t.clone() if tag != "transposed" else t
+                t._on_fake_device = True
+                if tag == "transposed":
+                    w.add_image(tag, t, 0, walltime=1.0, dataformats="HW")  # not contiguous
+                elif tag == "bf16":
+                    w.add_scalar(tag, t, 0, walltime=1.0)
+                else:
+                    w.add_histogram(tag, t, 0, walltime=1.0)
+        assert _device.stager().backend.copied == 23  # every other device value went the device way
+        with SummaryWriter(cpu) as c:
+            log_everything(c, lambda a: a)
+            for i, dtype in enumerate(DTYPES):
+                c.add_scalar("dtypes_general", np.array([7], dtype), i, walltime=1.0)
+            c.add_scalar("bf16", bf16[0], 0, walltime=1.0)
+            c.add_histogram("bf16_h", bf16, 0, walltime=1.0)
+            c.add_image("transposed", wide.T, 0, walltime=1.0, dataformats="HW")
+        a, b = runs(ours), runs(cpu)
+        assert sorted(a) == sorted(b)
+        for run in a:
+            assert a[run][1:] == b[run][1:], run
+    finally:
+        _device.use_backend(_device.CudaBackend)

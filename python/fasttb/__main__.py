@@ -19,7 +19,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.add_argument("--only", metavar="SECTION", action="append",
                        choices=["imports", "scalars", "throughput", "training_loop", "histograms", "images",
-                                "kinds", "png", "lightning", "reader", "remote"],
+                                "kinds", "png", "lightning", "reader", "remote", "cuda"],
                        help="run this section only (may be repeated)")
     run = commands.add_parser(
         "run", help="run a Python script (or -m module) with the stock writers patched to fasttb",

@@ -362,6 +362,13 @@ class Bench:
 
         self.results["remote"] = bench_remote.run(self.quick, self.out)
 
+    def cuda(self) -> None:
+        """A GPU training loop logging CUDA tensors: no logging, torch's writer, fasttb
+        (fasttb.cli.bench_cuda). Reports why it did not run where there is no CUDA device."""
+        from . import bench_cuda
+
+        self.results["cuda"] = bench_cuda.run(self.quick, self.out)
+
     def reader(self) -> None:
         """Reading logs back: scalars into tbparse's DataFrame with tbparse, with tensorboard's
         EventAccumulator (all scalars collected) and with fasttb.SummaryReader; and listing the
@@ -613,12 +620,16 @@ class Bench:
             if "stock" in fit and "fasttb" in fit:
                 lines.append(f"  per step, fasttb saves {(fit['stock']['seconds'] - fit['fasttb']['seconds']) * 1e6:.1f} us "
                              f"of the stock writer's {fit['stock']['writer'] * 1e6:.1f} us")
+        if "cuda" in self.results:
+            from . import bench_cuda
+
+            lines.extend(bench_cuda.report(self.results["cuda"]))
         if "remote" in self.results:
             from . import bench_remote
 
             lines.extend(bench_remote.report(self.results["remote"]))
         for section, rows in self.results.items():
-            if section in ("lightning", "reader", "remote") or not all("call" in r or "missing" in r for r in rows.values()):
+            if section in ("lightning", "reader", "remote", "cuda") or not all("call" in r or "missing" in r for r in rows.values()):
                 continue
             lines.append(f"{section}: caller / until flush() (median)")
             ours = rows.get("fasttb")
@@ -677,7 +688,7 @@ def main(quick: bool = False, json_path: Optional[str] = None,
     names = ", ".join(bench.classes)
     print(f"fasttb bench ({'quick' if quick else 'full'}): {names}; {machine_line()}")
     sections = sections or ["imports", "scalars", "throughput", "training_loop", "histograms", "images", "kinds",
-                            "png", "lightning", "reader", "remote"]
+                            "png", "lightning", "reader", "remote", "cuda"]
     results = bench.run(sections)
     print()
     print(bench.report())

@@ -1,0 +1,157 @@
+"""CUDA tensors on a real GPU (skipped where torch has no CUDA device; the same machinery runs on
+CPU in test_device.py). Every logging call runs inside ``torch.cuda.set_sync_debug_mode("error")``,
+so a synchronising call anywhere in fasttb fails the test; the records are compared with the
+same values logged from the CPU."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from conftest import run_child
+from test_device import log_everything, runs, scalars
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    pytest.skip("needs a CUDA device", allow_module_level=True)
+
+from fasttb import SummaryWriter, _device  # noqa: E402
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(autouse=True)
+def fresh_stager(monkeypatch):
+    """Each test starts a stager of its own (FASTTB_PINNED_BYTES is read when it starts)."""
+    _device.use_backend(_device.CudaBackend)
+    yield
+    _device.use_backend(_device.CudaBackend)
+
+
+class NoSync:
+    """Fails any synchronising CUDA call made inside it."""
+
+    def __enter__(self) -> None:
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+
+    def __exit__(self, *exc) -> None:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def on_device(values: list) -> list:
+    """CUDA copies of numpy arrays, made before NoSync (a host-to-device copy synchronises)."""
+    return [torch.from_numpy(np.ascontiguousarray(v)).cuda() for v in values]
+
+
+def test_cuda_values_are_logged_without_a_sync_and_match_the_cpu(tmp_path):
+    captured: list = []
+    with SummaryWriter(str(tmp_path / "probe")) as probe:  # the arrays log_everything logs
+        log_everything(probe, lambda a: captured.append(a) or a)
+    tensors = iter(on_device(captured))
+    ours, cpu = str(tmp_path / "cuda"), str(tmp_path / "cpu")
+    w = SummaryWriter(ours)
+    with NoSync():
+        log_everything(w, lambda a: next(tensors))
+        w.add_scalar("bf16", bf16 := torch.tensor(1.7, dtype=torch.bfloat16, device="cuda"), 0,
+                     walltime=1.0)
+        w.add_histogram("bf16_h", bf16.expand(10), 0, walltime=2.0)
+    w.close()
+    with SummaryWriter(cpu) as c:
+        log_everything(c, lambda a: a)
+        c.add_scalar("bf16", torch.tensor(1.7, dtype=torch.bfloat16), 0, walltime=1.0)
+        c.add_histogram("bf16_h", torch.tensor(1.7, dtype=torch.bfloat16).expand(10), 0, walltime=2.0)
+    a, b = runs(ours), runs(cpu)
+    assert sorted(a) == sorted(b)
+    for run in a:
+        assert a[run][1:] == b[run][1:], run
+
+
+def test_the_value_logged_is_the_value_at_the_call(tmp_path):
+    x = torch.zeros((), device="cuda")
+    big = torch.randn(4096, 4096, device="cuda")
+    w = SummaryWriter(str(tmp_path))
+    with NoSync():
+        for i in range(1, 101):
+            big = big @ big.T / 4096  # keep the stream busy, so the copies run late
+            x.add_(1)
+            w.add_scalar("x", x, i)
+            x.mul_(1)  # in place, after the call
+            x.add_(1000)
+            x.sub_(1000)
+    w.close()
+    assert scalars(str(tmp_path), "x") == [(i, float(i)) for i in range(1, 101)]
+
+
+def test_a_weight_larger_than_the_ring_and_a_full_ring(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTTB_PINNED_BYTES", str(1 << 20))
+    _device.use_backend(_device.CudaBackend)
+    weight = torch.randn(1024, 1024, device="cuda")  # 4 MiB: a buffer of its own
+    small = [torch.randn(1000, device="cuda") for _ in range(64)]  # 4 KB each: fills the ring
+    ours, cpu = str(tmp_path / "cuda"), str(tmp_path / "cpu")
+    w = SummaryWriter(ours)
+    with NoSync():
+        for step in range(3):
+            w.add_histogram("weight", weight, step, walltime=1.0)
+            for k, s in enumerate(small):
+                w.add_histogram(f"small/{k}", s, step, walltime=2.0)
+    w.close()
+    with SummaryWriter(cpu) as c:
+        for step in range(3):
+            c.add_histogram("weight", weight.cpu(), step, walltime=1.0)
+            for k, s in enumerate(small):
+                c.add_histogram(f"small/{k}", s.cpu(), step, walltime=2.0)
+    assert runs(ours)["."][1:] == runs(cpu)["."][1:]
+
+
+def test_a_device_assert_is_raised_on_the_next_call():
+    result = run_child(f"""
+        import sys, tempfile
+        sys.path.insert(0, {TESTS!r})
+        import torch
+        from test_device import scalars
+        from fasttb import SummaryWriter
+        d = tempfile.mkdtemp()
+        w = SummaryWriter(d)
+        w.add_scalar("ok", torch.tensor(1.0, device="cuda"), 0)
+        w.flush()
+        index = torch.tensor([5], device="cuda")
+        bad = torch.zeros(1, device="cuda")[index]  # out of bounds: a device-side assert
+        w.add_scalar("bad", bad.sum(), 1)  # returns; the error surfaces at the event
+        try:
+            for i in range(1000):
+                w.add_scalar("cpu", float(i), i)
+                w.flush()
+        except RuntimeError as exc:
+            print("raised:", exc)
+        w.close()
+        print(scalars(d, "ok"))
+    """, timeout=120, check=False)
+    assert "raised:" in result.stdout, result.stdout + result.stderr
+    assert "[(0, 1.0)]" in result.stdout
+
+
+def test_a_forked_child_that_logs_cuda_tensors_gets_a_clear_error():
+    result = run_child("""
+        import os, tempfile
+        import torch
+        from fasttb import SummaryWriter
+        w = SummaryWriter(tempfile.mkdtemp())
+        t = torch.ones((), device="cuda")
+        w.add_scalar("a", t, 0)
+        w.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                w.add_scalar("a", t, 1)  # fasttb refuses it before CUDA is touched
+            except RuntimeError as exc:
+                print("child:", exc, flush=True)
+                os._exit(0)
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        print("status", os.waitstatus_to_exitcode(status))
+        w.close()
+    """, timeout=120)
+    assert "status 0" in result.stdout
+    assert "forked child" in result.stdout and "spawn" in result.stdout
