@@ -107,13 +107,23 @@ def run_child(code: str, timeout: float = 120, env: Optional[Dict[str, str]] = N
               check: bool = True) -> subprocess.CompletedProcess:
     """Runs `code` in a fresh interpreter: whatever could crash or hang does it there. Fails the
     test (with the child's output) if the child hangs past `timeout` or, with `check`, if it
-    does not exit with status 0."""
-    full_env = dict(os.environ, **(env or {}))
+    does not exit with status 0. A hung child is sent SIGABRT first, so that faulthandler
+    prints where each of its threads stood; its output is unbuffered, so nothing printed is lost."""
+    full_env = dict(os.environ, PYTHONFAULTHANDLER="1", PYTHONUNBUFFERED="1")
+    full_env.update(env or {})
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=full_env)
     try:
-        result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                                text=True, timeout=timeout, env=full_env)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"child hung for {timeout} s\nstdout:\n{exc.stdout}\nstderr:\n{exc.stderr}")
+        stdout, stderr = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGABRT)
+        try:
+            stdout, stderr = child.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            stdout, stderr = child.communicate()
+        pytest.fail(f"child hung for {timeout} s\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    result = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
     if check and result.returncode != 0:
         how = (f"killed by {signal.Signals(-result.returncode).name}" if result.returncode < 0
                else f"exit status {result.returncode}")

@@ -380,6 +380,36 @@ def test_records_of_2_gib_or_more_are_refused_on_the_caller(tmp_path):
     assert [v.tag for e in read_events(str(tmp_path)) for v in e.summary.value] == ["after"]
 
 
+def test_a_paused_worker_takes_nothing_more(tmp_path):
+    # The tests that stand the worker still (the one below, say) rely on this: once
+    # _pause_worker(True) returns, nothing queued after it is taken, even if the worker was busy
+    # with a long queue. Before, it went on draining, and took (say) a flush queued after.
+    result = run_child(f"""
+        import time, fasttb
+        from fasttb import _core
+        w = fasttb.SummaryWriter({str(tmp_path)!r})
+        _core._pause_worker(True)
+        for i in range(300_000):
+            w.add_scalar("x", float(i), i)
+        _core._pause_worker(False)
+        queued = _core.engine_stats()["queue_bytes"]
+        while _core.engine_stats()["queue_bytes"] == queued:  # until the worker is under way
+            pass
+        _core._pause_worker(True)
+        for i in range(300_000, 301_000):
+            w.add_scalar("x", float(i), i)
+        before = _core.engine_stats()["queue_bytes"]
+        time.sleep(0.3)
+        after = _core.engine_stats()["queue_bytes"]
+        _core._pause_worker(False)
+        w.close()
+        print(before, after, w.stats()["records"])
+        """, timeout=60)
+    before, after, records = map(int, result.stdout.split())
+    assert before == after > 0 and records == 301_001
+    assert len(read_events(str(tmp_path))) == 301_001
+
+
 def test_ctrl_c_interrupts_waits_on_a_stuck_worker(tmp_path):
     # The worker stands still, as it would on a disk that does not answer: flush(), close() and a
     # wait for room in a full queue each end with KeyboardInterrupt on Ctrl-C.

@@ -631,7 +631,12 @@ void register_engine(py::module_& m) {
     };
     m.def("reset_queue_high_water", [started] { started()->reset_high_water(); },
           "Start the queue's high-water mark again from what is queued now.");
-    m.def("_pause_worker", [started](bool paused) { started()->set_paused(paused); },
+    m.def("_pause_worker", [started](bool paused) {
+        fasttb::Engine* engine = started();
+        PythonLock lock;
+        fasttb::Unlocked unlocked(lock);
+        engine->set_paused(paused);
+    },
           py::arg("paused"), "Benchmarks only: stop (or restart) the worker taking items.");
     m.def("set_queue_limit", [started](size_t bytes) {
         if (bytes == 0) throw py::value_error("bytes: must be positive");

@@ -282,12 +282,11 @@ void Engine::release(size_t bytes) {
 }
 
 void Engine::set_paused(bool paused) {
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        paused_ = paused;
-        woken_ = true;
-    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    paused_ = paused;
+    woken_ = true;
     wake_cv_.notify_one();
+    if (paused) parked_cv_.wait(lock, [this] { return parked_ || !paused_; });
 }
 
 }  // namespace fasttb

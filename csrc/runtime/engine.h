@@ -81,8 +81,11 @@ public:
     uint64_t request_drain() { return drain_requests_.fetch_add(1, std::memory_order_acq_rel) + 1; }
     uint64_t drained() const { return drained_.load(std::memory_order_acquire); }
 
-    // For benchmarks of the worker alone: while paused it takes nothing from the queue (fill
-    // the queue, resume, time the drain). Never pause around a flush: it would wait forever.
+    // For benchmarks and tests of the worker alone: while paused it takes nothing from the queue
+    // (fill the queue, resume, time the drain). Never pause around a flush: it would wait
+    // forever. Pausing returns once the worker has stopped (it finishes the drain it is in), so
+    // nothing queued after it is taken; call it without the caller's lock (that drain may be
+    // waiting for a hold to be filled).
     void set_paused(bool paused);
 
 private:
@@ -133,6 +136,8 @@ private:
     Waiter* line_tail_ = nullptr;  // guarded by mutex_
     bool woken_ = false;           // guarded by mutex_
     bool paused_ = false;          // guarded by mutex_
+    bool parked_ = false;          // guarded by mutex_: the worker is waiting while paused_
+    std::condition_variable parked_cv_;
     bool fits(size_t bytes) const;
     void leave_line(Waiter* w);
 

@@ -39,7 +39,12 @@ void Engine::run() {
     for (;;) {
         {
             std::unique_lock<std::mutex> lock(mutex_);
-            wake_cv_.wait(lock, [this] { return !paused_; });
+            if (paused_) {
+                parked_ = true;
+                parked_cv_.notify_all();
+                wake_cv_.wait(lock, [this] { return !paused_; });
+                parked_ = false;
+            }
         }
         // Whatever was queued before this load is written before drained() reaches it.
         const uint64_t asked = drain_requests_.load(std::memory_order_acquire);
