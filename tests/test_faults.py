@@ -412,10 +412,12 @@ def test_a_paused_worker_takes_nothing_more(tmp_path):
 
 def test_ctrl_c_interrupts_waits_on_a_stuck_worker(tmp_path):
     # The worker stands still, as it would on a disk that does not answer: flush(), close() and a
-    # wait for room in a full queue each end with KeyboardInterrupt on Ctrl-C.
+    # wait for room in a full queue each end with KeyboardInterrupt on Ctrl-C. The handler is set
+    # here: a child of a shell's background job inherits SIGINT ignored, and Python keeps that.
     result = run_child(f"""
         import os, signal, sys, threading, time, fasttb
         from fasttb import _core
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         w = fasttb.SummaryWriter({str(tmp_path / "a")!r})
         w.add_scalar("x", 1.0, 0)
         full = fasttb.SummaryWriter({str(tmp_path / "b")!r})
