@@ -1,5 +1,5 @@
 """Remote log dirs against a real S3 API: moto's server on 127.0.0.1 (a free port), behind a
-proxy that counts the bytes it receives (fasttb._local_s3). The server runs in the test process
+proxy that counts the bytes it receives (fasttb.cli.local_s3). The server runs in the test process
 and is always stopped; the writers run in child processes with a timeout."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ pytest.importorskip("moto.server")
 pytest.importorskip("s3fs")
 pytest.importorskip("boto3")
 
-from fasttb._local_s3 import LocalS3  # noqa: E402
+from fasttb.cli.local_s3 import LocalS3  # noqa: E402
 
 
 @pytest.fixture

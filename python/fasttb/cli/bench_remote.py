@@ -1,6 +1,6 @@
 """The ``remote`` benchmark: fasttb and torch's writer logging one long run to S3, side by side.
 
-Both write to the same local S3 server (moto, ``fasttb._local_s3``), through a proxy that counts
+Both write to the same local S3 server (moto, ``fasttb.cli.local_s3``), through a proxy that counts
 every byte sent to it (request lines, headers and bodies). fasttb goes through fsspec/s3fs;
 torch's writer through tensorboard's own S3 support (boto3, ``S3_ENDPOINT``). Each makes the same
 calls: ``steps`` scalars, ``flush()`` every ``flush_every`` of them, then ``close()``. Reported per
@@ -79,7 +79,7 @@ def run(quick: bool = False, out: Callable[[str], None] = print, steps: Optional
     if absent:
         return {"fasttb (s3)": {"missing": f"{absent} not installed"}}
     from .. import SummaryWriter
-    from .._local_s3 import LocalS3
+    from .local_s3 import LocalS3
 
     steps = steps or (10_000 if quick else 40_000)
     flush_every = flush_every or (200 if quick else 400)
