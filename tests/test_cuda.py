@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 from conftest import run_child
-from test_device import log_everything, runs, scalars
+from test_device import log_everything, log_tensorboardx_scalars, runs, scalars
 
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
@@ -66,6 +66,23 @@ def test_cuda_values_are_logged_without_a_sync_and_match_the_cpu(tmp_path):
     assert sorted(a) == sorted(b)
     for run in a:
         assert a[run][1:] == b[run][1:], run
+
+
+def test_the_tensorboardx_dialect_logs_cuda_scalars_without_a_sync(tmp_path):
+    from fasttb.tensorboardX import SummaryWriter as TensorboardXWriter
+
+    captured: list = []
+    with TensorboardXWriter(str(tmp_path / "probe")) as probe:
+        log_tensorboardx_scalars(probe, lambda a: captured.append(a) or a)
+    tensors = iter(on_device(captured))
+    ours, cpu = str(tmp_path / "cuda"), str(tmp_path / "cpu")
+    w = TensorboardXWriter(ours)
+    with NoSync():
+        log_tensorboardx_scalars(w, lambda a: next(tensors))
+    w.close()
+    with TensorboardXWriter(cpu) as c:
+        log_tensorboardx_scalars(c, lambda a: a)
+    assert runs(ours)["."][1:] == runs(cpu)["."][1:]
 
 
 def test_the_value_logged_is_the_value_at_the_call(tmp_path):

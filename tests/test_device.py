@@ -463,3 +463,45 @@ def test_the_cuda_backends_copies_give_what_the_cpu_path_logs(tmp_path):
             assert a[run][1:] == b[run][1:], run
     finally:
         _device.use_backend(_device.CudaBackend)
+
+
+def log_tensorboardx_scalars(w, wrap) -> None:
+    """The tensorboardX dialect's add_scalar in each of its forms; `wrap` as in log_everything."""
+    t = 1_700_000_000.0
+    w.add_scalar("a", wrap(np.array(1.5, np.float32)), 0, walltime=t)
+    w.add_scalar("a", 2.5, 1, walltime=t + 1)
+    for i, dtype in enumerate(DTYPES):
+        w.add_scalar("dtypes", wrap(np.array([7], dtype)), i, walltime=t + 2)
+    w.add_scalar("titled", wrap(np.array(0.25)), 2, walltime=t + 3, display_name="Loss",
+                 summary_description="what it minimises")
+    with w.use_metadata(global_step=9, walltime=t + 4):
+        w.add_scalar("defaults", wrap(np.array(3, np.int64)))
+    w.add_scalar("a", 4.0, 3, walltime=t + 5)
+
+
+def test_the_tensorboardx_dialect_takes_device_scalars_too(fake, tmp_path):
+    from fasttb.tensorboardX import SummaryWriter as TensorboardXWriter
+
+    fake.auto = False
+    ours, cpu = str(tmp_path / "device"), str(tmp_path / "cpu")
+    w = TensorboardXWriter(ours)
+    log_tensorboardx_scalars(w, FakeTensor)
+    time.sleep(0.3)
+    assert runs(ours).get(".", [])[1:] == []  # waits at the first call's hold
+    fake.release_all()
+    w.close()
+    with TensorboardXWriter(cpu) as c:
+        log_tensorboardx_scalars(c, lambda a: a)
+    a, b = runs(ours)["."], runs(cpu)["."]
+    assert len(a) == len(b) == 1 + 2 + len(DTYPES) + 3
+    assert a[1:] == b[1:]
+
+    w = TensorboardXWriter(str(tmp_path / "error"))
+    fake.fail_next = RuntimeError("CUDA error: device-side assert triggered")
+    w.add_scalar("a", FakeTensor(np.array(2.0)), 1)
+    _device.drain()
+    with pytest.raises(RuntimeError, match="device-side assert"):
+        w.add_scalar("b", 3.0, 2)
+    w.add_scalar("a", FakeTensor(np.array(4.0)), 3)
+    w.close()
+    assert scalars(str(tmp_path / "error"), "a") == [(3, 4.0)]

@@ -43,7 +43,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _core
+from . import _core, _device
 from . import writer as _writer
 from ._convert import (ArgumentOverflowError, ArgumentShapeError, ArgumentTypeError,
                        ArgumentZeroDivisionError, make_np, to_step, to_walltime)
@@ -466,7 +466,10 @@ class SummaryWriter(_Base):
         return writer
 
     def _main(self) -> Any:
-        """The main file's core writer, ready for a record."""
+        """The main file's core writer, ready for a record. Raises first the failure of an
+        earlier call with CUDA tensors, if one is pending."""
+        if self._device_error is not None:
+            self._raise_device_error()
         writer = self._get_file_writer()
         core = writer._ready()
         if writer._default_metadata or core is _NULL_CORE:
@@ -550,22 +553,34 @@ class SummaryWriter(_Base):
 
     def _add_scalar(self, tag: Any, scalar_value: Any, global_step: Any = None, walltime: Any = None,
                     display_name: Any = "", summary_description: Any = "") -> None:
-        """add_scalar's general path: conversions, use_metadata, the metadata record."""
+        """add_scalar's general path: conversions, use_metadata, the metadata record. A CUDA
+        tensor is copied without a device sync and logged in its place once it lands (see
+        fasttb._device), as the torch dialect's add_scalar does."""
         tag = clean_tag(tag)
-        value = to_float(scalar_value)
+        on_device = _device.is_device_value(scalar_value) and scalar_value.numel() == 1
+        value = 0.0 if on_device else to_float(scalar_value)
         step = to_step(self._step(global_step))
         wall_time = to_walltime(self._walltime(walltime))
+        metadata = None
+        if display_name != "" or summary_description != "":
+            try:
+                metadata = _proto().SummaryMetadata(display_name=display_name,
+                                                    summary_description=summary_description)
+            except TypeError:
+                raise TypeError("display_name, summary_description: expected str") from None
         core = self._main()
-        if display_name == "" and summary_description == "":
-            core.push_scalar(tag, value, step, wall_time, 0)
-            return
-        proto = _proto()
-        try:
-            metadata = proto.SummaryMetadata(display_name=display_name, summary_description=summary_description)
-        except TypeError:
-            raise TypeError("display_name, summary_description: expected str") from None
-        entry = proto.Summary.Value(tag=tag, simple_value=value, metadata=metadata)
-        core.push_summary(_summary_bytes(entry), step, wall_time)
+
+        def push(value: float) -> None:
+            if metadata is None:
+                core.push_scalar(tag, value, step, wall_time, 0)
+            else:
+                entry = _proto().Summary.Value(tag=tag, simple_value=value, metadata=metadata)
+                core.push_summary(_summary_bytes(entry), step, wall_time)
+
+        if not on_device:
+            push(value)
+        elif core is not _NULL_CORE:  # write_to_disk=False: nothing to copy it for
+            self._defer(core, [scalar_value], lambda arrays: push(to_float(arrays[0])))
 
     def add_scalars(
         self,
