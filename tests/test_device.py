@@ -477,6 +477,10 @@ def log_tensorboardx_scalars(w, wrap) -> None:
     with w.use_metadata(global_step=9, walltime=t + 4):
         w.add_scalar("defaults", wrap(np.array(3, np.int64)))
     w.add_scalar("a", 4.0, 3, walltime=t + 5)
+    w.add_scalars("s", {"x": wrap(np.array(3.0, np.float32)), "y": 4.0, "z": wrap(np.array([5], np.int64))},
+                  4, walltime=t + 6)
+    w.add_scalars("s", {"x": 6.0, "y": wrap(np.array(7.5, np.float64))}, 5, walltime=t + 7)
+    w.add_scalar("a", 8.0, 6, walltime=t + 8)
 
 
 def test_the_tensorboardx_dialect_takes_device_scalars_too(fake, tmp_path):
@@ -492,9 +496,14 @@ def test_the_tensorboardx_dialect_takes_device_scalars_too(fake, tmp_path):
     w.close()
     with TensorboardXWriter(cpu) as c:
         log_tensorboardx_scalars(c, lambda a: a)
-    a, b = runs(ours)["."], runs(cpu)["."]
-    assert len(a) == len(b) == 1 + 2 + len(DTYPES) + 3
-    assert a[1:] == b[1:]
+    a, b = runs(ours), runs(cpu)
+    assert sorted(a) == sorted(b) == [".", "s/x", "s/y", "s/z"]
+    assert len(a["."]) == len(b["."]) == 1 + 2 + len(DTYPES) + 4
+    for run in a:
+        assert a[run][1:] == b[run][1:], run
+    dialect_dicts = [{os.path.relpath(k, d): v for k, v in writer.scalar_dict.items()}
+                     for writer, d in ((w, ours), (c, cpu))]
+    assert dialect_dicts[0] == dialect_dicts[1] and dialect_dicts[0]["s/y"][1] == [1_700_000_007.0, 5, 7.5]
 
     w = TensorboardXWriter(str(tmp_path / "error"))
     fake.fail_next = RuntimeError("CUDA error: device-side assert triggered")
@@ -505,3 +514,20 @@ def test_the_tensorboardx_dialect_takes_device_scalars_too(fake, tmp_path):
     w.add_scalar("a", FakeTensor(np.array(4.0)), 3)
     w.close()
     assert scalars(str(tmp_path / "error"), "a") == [(3, 4.0)]
+
+
+def test_tensorboardx_export_scalars_to_json_waits_for_device_values(fake, tmp_path):
+    import json
+
+    from fasttb.tensorboardX import SummaryWriter as TensorboardXWriter
+
+    fake.auto = False
+    w = TensorboardXWriter(str(tmp_path / "run"))
+    w.add_scalars("m", {"a": FakeTensor(np.array(0.5)), "b": 2.0}, 1, walltime=10.0)
+    assert w.scalar_dict[os.path.join(str(tmp_path / "run"), "m", "a")] == [[10.0, 1, None]]
+    threading.Timer(0.2, fake.release_all).start()
+    w.export_scalars_to_json(str(tmp_path / "all.json"))
+    with open(tmp_path / "all.json") as f:
+        exported = {os.path.relpath(k, str(tmp_path / "run")): v for k, v in json.load(f).items()}
+    assert exported == {"m/a": [[10.0, 1, 0.5]], "m/b": [[10.0, 1, 2.0]]}
+    w.close()

@@ -599,33 +599,65 @@ class SummaryWriter(_Base):
         walltime = time.time() if walltime is None else walltime
         base = str(self._get_file_writer().get_logdir())
         tag = clean_tag(main_tag, "main_tag")
-        entries = []
+        # CUDA values are copied without a sync (their value: None until they land), unless
+        # nothing is written (write_to_disk=False), where only scalar_dict wants them.
+        defer = self._write_to_disk
+        entries: List[Tuple[str, str, Optional[float]]] = []
+        on_device: List[Any] = []
         for key, scalar_value in tag_scalar_dict.items():
             try:
                 run_dir = os.path.join(base, main_tag, key)
             except TypeError:
                 raise TypeError(f"main_tag, tag_scalar_dict keys: expected str, got {main_tag!r}, {key!r}") from None
-            entries.append((run_dir, scalar_value, to_float(scalar_value, f"tag_scalar_dict[{key!r}]")))
+            if defer and _device.is_device_value(scalar_value) and scalar_value.numel() == 1:
+                entries.append((run_dir, key, None))
+                on_device.append(scalar_value)
+            else:
+                entries.append((run_dir, key, to_float(scalar_value, f"tag_scalar_dict[{key!r}]")))
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
         writers = self.all_writers
         assert writers is not None
-        for run_dir, scalar_value, value in entries:
+        cores = []
+        for run_dir, _, value in entries:
             writer = writers.get(run_dir)
             if writer is None:
                 writer = self._new_file_writer(run_dir) if self._write_to_disk else _DummyFileWriter(run_dir)  # type: ignore[assignment]
                 writers[run_dir] = writer  # type: ignore[assignment]
-            writer._ready().push_scalar(tag, value, step, wall_time, 0)  # type: ignore[union-attr]
-            self.__append_to_scalar_dict(run_dir, value, global_step, walltime)
+            core = writer._ready()  # type: ignore[union-attr]
+            if not on_device:  # every value was converted above
+                assert value is not None
+                core.push_scalar(tag, value, step, wall_time, 0)
+                self.__append_to_scalar_dict(run_dir, value, global_step, walltime)
+            cores.append(core)
+        if not on_device:
+            return
+        kept = [self.__append_to_scalar_dict(run_dir, value, global_step, walltime)
+                for run_dir, _, value in entries]
 
-    def __append_to_scalar_dict(self, tag: str, scalar_value: Any, global_step: Any, timestamp: Any) -> None:
+        def make(arrays: List[np.ndarray]) -> None:
+            host = iter(arrays)
+            for core, (_, key, value), entry in zip(cores, entries, kept):
+                if value is None:
+                    value = entry[2] = to_float(next(host), f"tag_scalar_dict[{key!r}]")
+                core.push_scalar(tag, value, step, wall_time, 0)
+
+        self._defer(self._main(), on_device, make)
+
+    def __append_to_scalar_dict(self, tag: str, value: Optional[float], global_step: Any,
+                                timestamp: Any) -> List[Any]:
         """Keep ``[timestamp, step, value]`` under ``tag`` in ``scalar_dict`` (the name mangles
-        to tensorboardX's own, which it replaces)."""
-        self.scalar_dict.setdefault(tag, []).append([timestamp, global_step, to_float(scalar_value)])
+        to tensorboardX's own, which it replaces) and return it; a CUDA value's is filled in
+        when its copy lands."""
+        entry = [timestamp, global_step, value]
+        self.scalar_dict.setdefault(tag, []).append(entry)
+        return entry
 
     def export_scalars_to_json(self, path: PathLike) -> None:
         """Write every value add_scalars logged since the last export to ``path`` as JSON,
-        ``{run directory: [[walltime, step, value], ...]}``, and forget them."""
+        ``{run directory: [[walltime, step, value], ...]}``, and forget them (CUDA values are
+        waited for first)."""
+        _device.drain()
         with open(path, "w") as f:
             json.dump(self.scalar_dict, f)
         self.scalar_dict = {}
