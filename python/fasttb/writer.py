@@ -516,10 +516,18 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         """Log a call whose ``values`` are CUDA tensors: ``make(host_arrays)`` makes its records
         once the copies have landed, in the place this call holds in ``core``'s queue."""
         def make_unless_closed(arrays: List[np.ndarray]) -> None:
-            if core.closed:  # close() on another thread came between this call and its values
+            # close() on another thread came between this call and its values: before they
+            # landed, or while its records were being made. Either way the call is dropped
+            # (counted), as a CPU call that meets close() half-way is, not raised later.
+            if core.closed:
                 self._device_dropped += 1
                 return
-            make(arrays)
+            try:
+                make(arrays)
+            except OSError:
+                if not core.closed:
+                    raise
+                self._device_dropped += 1
 
         if not _device.submit(self, core, values, make_unless_closed, self._on_full == "drop"):
             self._device_dropped += 1
