@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 from conftest import run_child
-from test_device import log_everything, log_tensorboardx_scalars, runs, scalars
+from test_device import log_everything, log_tensorboardx_scalars, same_records, scalars
 
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
@@ -62,10 +62,7 @@ def test_cuda_values_are_logged_without_a_sync_and_match_the_cpu(tmp_path):
         log_everything(c, lambda a: a)
         c.add_scalar("bf16", torch.tensor(1.7, dtype=torch.bfloat16), 0, walltime=1.0)
         c.add_histogram("bf16_h", torch.tensor(1.7, dtype=torch.bfloat16).expand(10), 0, walltime=2.0)
-    a, b = runs(ours), runs(cpu)
-    assert sorted(a) == sorted(b)
-    for run in a:
-        assert a[run][1:] == b[run][1:], run
+    same_records(ours, cpu)
 
 
 def test_the_tensorboardx_dialect_logs_cuda_scalars_without_a_sync(tmp_path):
@@ -82,10 +79,7 @@ def test_the_tensorboardx_dialect_logs_cuda_scalars_without_a_sync(tmp_path):
     w.close()
     with TensorboardXWriter(cpu) as c:
         log_tensorboardx_scalars(c, lambda a: a)
-    a, b = runs(ours), runs(cpu)
-    assert sorted(a) == sorted(b)
-    for run in a:
-        assert a[run][1:] == b[run][1:], run
+    same_records(ours, cpu)
 
 
 def test_the_value_logged_is_the_value_at_the_call(tmp_path):
@@ -122,10 +116,7 @@ def test_a_weight_larger_than_the_ring_and_a_full_ring(tmp_path, monkeypatch):
             c.add_histogram("weight", weight.cpu(), step, walltime=1.0)
             for k, s in enumerate(small):
                 c.add_histogram(f"small/{k}", s.cpu(), step, walltime=2.0)
-    a, b = runs(ours), runs(cpu)
-    assert sorted(a) == sorted(b)
-    for run in a:
-        assert a[run][1:] == b[run][1:], run
+    same_records(ours, cpu)
 
 
 def test_a_device_assert_is_raised_on_the_next_call():

@@ -51,6 +51,17 @@ def runs(logdir: str) -> dict:
     return out
 
 
+def same_records(ours: str, cpu: str) -> dict:
+    """Checks that two log dirs hold the same runs with the same records, all but each file's
+    first (its wall time is the file's opening); returns the runs of ``ours``."""
+    a, b = runs(ours), runs(cpu)
+    assert sorted(a) == sorted(b)
+    for run in a:
+        assert len(a[run]) == len(b[run]) > 1, run
+        assert a[run][1:] == b[run][1:], run
+    return a
+
+
 def scalars(logdir: str, tag: str) -> list:
     return [(e.step, e.summary.value[0].simple_value)
             for e in (event_pb2.Event.FromString(r) for r in runs(logdir).get(".", []))
@@ -98,11 +109,7 @@ def test_device_values_keep_call_order_and_match_logging_from_the_cpu(fake, tmp_
     w.close()
     with SummaryWriter(cpu) as c:
         log_everything(c, lambda a: a)
-    a, b = runs(ours), runs(cpu)
-    assert sorted(a) == sorted(b) == [".", "s_x", "s_y", "s_z"]
-    for run in a:  # every record but the first (its wall time is the file's opening)
-        assert len(a[run]) == len(b[run]) > 1, run
-        assert a[run][1:] == b[run][1:], run
+    assert sorted(same_records(ours, cpu)) == [".", "s_x", "s_y", "s_z"]
     assert w.stats()["dropped"] == 0
 
 
@@ -516,11 +523,9 @@ def test_the_tensorboardx_dialect_takes_device_scalars_too(fake, tmp_path):
     w.close()
     with TensorboardXWriter(cpu) as c:
         log_tensorboardx_scalars(c, lambda a: a)
-    a, b = runs(ours), runs(cpu)
-    assert sorted(a) == sorted(b) == [".", "s/x", "s/y", "s/z"]
-    assert len(a["."]) == len(b["."]) == 1 + 2 + len(DTYPES) + 4
-    for run in a:
-        assert a[run][1:] == b[run][1:], run
+    a = same_records(ours, cpu)
+    assert sorted(a) == [".", "s/x", "s/y", "s/z"]
+    assert len(a["."]) == 1 + 2 + len(DTYPES) + 4
     dialect_dicts = [{os.path.relpath(k, d): v for k, v in writer.scalar_dict.items()}
                      for writer, d in ((w, ours), (c, cpu))]
     assert dialect_dicts[0] == dialect_dicts[1] and dialect_dicts[0]["s/y"][1] == [1_700_000_007.0, 5, 7.5]
