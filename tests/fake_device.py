@@ -19,6 +19,14 @@ class FakeTensor:
     def numel(self) -> int:
         return int(self.array.size)
 
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return self.array.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.array.ndim
+
 
 class Ticket:
     def __init__(self) -> None:

@@ -10,7 +10,8 @@ import os
 import numpy as np
 import pytest
 from conftest import run_child
-from test_device import log_everything, log_tensorboardx_scalars, same_records, scalars
+from test_device import (log_everything, log_tensorboardx_pictures, log_tensorboardx_scalars, same_records,
+                         scalars)
 
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
@@ -65,20 +66,24 @@ def test_cuda_values_are_logged_without_a_sync_and_match_the_cpu(tmp_path):
     same_records(ours, cpu)
 
 
-def test_the_tensorboardx_dialect_logs_cuda_scalars_without_a_sync(tmp_path):
+def test_the_tensorboardx_dialect_logs_cuda_tensors_without_a_sync(tmp_path):
     from fasttb.tensorboardX import SummaryWriter as TensorboardXWriter
+
+    def log(w, wrap) -> None:
+        log_tensorboardx_scalars(w, wrap)
+        log_tensorboardx_pictures(w, wrap)
 
     captured: list = []
     with TensorboardXWriter(str(tmp_path / "probe")) as probe:
-        log_tensorboardx_scalars(probe, lambda a: captured.append(a) or a)
+        log(probe, lambda a: captured.append(a) or a)
     tensors = iter(on_device(captured))
     ours, cpu = str(tmp_path / "cuda"), str(tmp_path / "cpu")
     w = TensorboardXWriter(ours)
     with NoSync():
-        log_tensorboardx_scalars(w, lambda a: next(tensors))
+        log(w, lambda a: next(tensors))
     w.close()
     with TensorboardXWriter(cpu) as c:
-        log_tensorboardx_scalars(c, lambda a: a)
+        log(c, lambda a: a)
     same_records(ours, cpu)
 
 

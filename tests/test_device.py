@@ -195,15 +195,37 @@ def test_a_device_error_is_raised_on_the_next_call_and_earlier_records_are_kept(
 
 def test_an_error_found_when_the_values_arrive_has_the_cpu_paths_type(fake, tmp_path):
     w = SummaryWriter(str(tmp_path))
-    image = np.zeros((3, 4, 4), np.float32)
+    values = np.array([np.nan, 1.0])  # numpy's "auto" bins refuse NaN, once they see it
     with pytest.raises(Exception) as cpu_error:
-        w.add_image("i", image, 0, dataformats="XYZ")
-    w.add_image("i", FakeTensor(image), 0, dataformats="XYZ")
+        w.add_histogram("h", values, 0, bins="auto")
+    w.add_histogram("h", FakeTensor(values), 0, bins="auto")
     _device.drain()
     with pytest.raises(type(cpu_error.value)) as device_error:
         w.flush()
     assert str(device_error.value) == str(cpu_error.value)
     w.close()
+
+
+@pytest.mark.parametrize("dialect", ["torch", "tensorboardX"])
+def test_image_arguments_the_shape_decides_are_checked_at_the_call(fake, tmp_path, dialect):
+    from fasttb.tensorboardX import SummaryWriter as TensorboardXWriter
+
+    fake.auto = False
+    w = (SummaryWriter if dialect == "torch" else TensorboardXWriter)(str(tmp_path))
+    cases = [("add_image", (3, 4, 4), "XYZ"), ("add_image", (4, 4), "CHW"), ("add_image", (5, 4, 4), "CHW"),
+             ("add_image", (3, 4, 4), 7), ("add_images", (2, 2, 4, 4), "NCHW"), ("add_images", (2, 3, 4), "NCHW")]
+    for method, shape, dataformats in cases:
+        image = np.zeros(shape, np.float32)
+        with pytest.raises(Exception) as cpu_error:
+            getattr(w, method)("i", image, 0, dataformats=dataformats)
+        with pytest.raises(type(cpu_error.value)) as device_error:
+            getattr(w, method)("i", FakeTensor(image), 0, dataformats=dataformats)
+        assert str(device_error.value) == str(cpu_error.value)
+    assert fake.tickets == []  # raised before anything was copied or queued
+    w.add_image("i", FakeTensor(np.zeros((3, 4, 4), np.float32)), 1)
+    fake.release_all()
+    w.close()
+    assert w.stats()["dropped"] == 0 and len(fake.tickets) == 1
 
 
 def test_flush_and_close_wait_for_the_device_copies(fake, tmp_path):
@@ -539,6 +561,49 @@ def test_the_tensorboardx_dialect_takes_device_scalars_too(fake, tmp_path):
     w.add_scalar("a", FakeTensor(np.array(4.0)), 3)
     w.close()
     assert scalars(str(tmp_path / "error"), "a") == [(3, 4.0)]
+
+
+def log_tensorboardx_pictures(w, wrap) -> None:
+    """The tensorboardX dialect's histograms and images by its own rules (assigned default
+    bins, pixels times 255 with no clipping, RGBA batches tiled); `wrap` as in log_everything."""
+    rng = np.random.default_rng(7)
+    t = 1_700_000_000.0
+    values = rng.standard_normal(500).astype(np.float32)
+    w.add_histogram("h", wrap(values), 0, walltime=t)
+    w.add_scalar("between", 1.0, 0, walltime=t + 1)
+    w.add_histogram("h_auto", wrap(values.astype(np.float64)), 1, bins="auto", walltime=t + 2)
+    w.add_histogram("h_max", wrap(values), 2, max_bins=7, walltime=t + 3)
+    w.default_bins = [-1.0, 0.0, 1.0]
+    w.add_histogram("h_assigned", wrap(values), 3, walltime=t + 4)
+    w.add_image("wraps", wrap(rng.random((3, 6, 5), dtype=np.float32) * 1.6), 4, walltime=t + 5)
+    w.add_image("hwc", wrap(rng.integers(0, 255, (6, 5, 3), dtype=np.uint8)), 4, walltime=t + 6,
+                dataformats="HWC")
+    w.add_image("hw", wrap(rng.random((4, 4))), 4, walltime=t + 7, dataformats="HW")
+    w.add_images("batch", wrap(rng.random((5, 3, 4, 4), dtype=np.float32)), 5, walltime=t + 8)
+    w.add_images("rgba", wrap(rng.random((3, 4, 4, 4), dtype=np.float32)), 5, walltime=t + 9,
+                 dataformats="NHWC")
+    w.add_scalar("between", 2.0, 6, walltime=t + 10)
+
+
+def test_the_tensorboardx_dialect_takes_device_histograms_and_images(fake, tmp_path):
+    from fasttb.tensorboardX import SummaryWriter as TensorboardXWriter
+
+    fake.auto = False
+    ours, cpu = str(tmp_path / "device"), str(tmp_path / "cpu")
+    w = TensorboardXWriter(ours)
+    log_tensorboardx_pictures(w, FakeTensor)
+    assert len(fake.tickets) == 9  # each device value was copied, none converted here
+    time.sleep(0.3)
+    assert runs(ours).get(".", [])[1:] == []  # waits at the first call's hold
+    fake.release_all()
+    w.close()
+    with TensorboardXWriter(cpu) as c:
+        log_tensorboardx_pictures(c, lambda a: a)
+    assert len(same_records(ours, cpu)["."]) == 1 + 11
+
+    with TensorboardXWriter(str(tmp_path / "off"), write_to_disk=False) as off:
+        log_tensorboardx_pictures(off, FakeTensor)
+    assert len(fake.tickets) == 9  # nothing to copy for
 
 
 def test_tensorboardx_export_scalars_to_json_waits_for_device_values(fake, tmp_path):

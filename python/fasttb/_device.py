@@ -24,8 +24,8 @@ than the ring gets a pinned buffer of its own once the ring is empty. ``flush()`
 first wait for the calls already taken; at interpreter exit the waiter is given
 ``FASTTB_DEVICE_EXIT_TIMEOUT`` seconds (10) to finish, then what is left is cancelled and lost.
 
-Errors. Arguments that do not depend on the values (tag, step, walltime, sizes) are checked on
-the caller's thread. An error met later (a device-side assert surfacing at the event, or a value
+Errors. Arguments that do not depend on the values (tag, step, walltime, an image's shape and
+``dataformats``) are checked on the caller's thread. An error met later (a device-side assert surfacing at the event, or a value
 the conversion refuses) is raised by the writer's next call, as the exception the CPU path or
 torch raised; that call's records are lost, earlier ones are kept. A forked child cannot use the
 parent's CUDA context: logging a CUDA tensor there raises RuntimeError.

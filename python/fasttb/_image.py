@@ -199,27 +199,36 @@ def _grid(u8: np.ndarray, index: List[int]) -> np.ndarray:
     return out
 
 
-def _convert(img_tensor: Any, dataformats: Any) -> np.ndarray:
-    a = make_np(img_tensor, "img_tensor")
-    target, index = _layout(a.shape, dataformats)
-    shape = [a.shape[i] for i in index]
+def checked_layout(shape: Tuple[int, ...], dataformats: Any) -> Tuple[str, List[int]]:
+    """:func:`_layout`, and then every check that the shape alone decides (channels, empty
+    images), so that a CUDA tensor's image is checked before its copy lands."""
+    target, index = _layout(shape, dataformats)
+    dims = [shape[i] for i in index]
     if target == "NCHW":
-        n, channels, height, width = shape
+        n, channels, height, width = dims
         if channels not in (1, 3):
             raise ImageFormatError(
                 f"img_tensor: a batch of images needs 1 or 3 channels, got {channels} "
-                f"(shape {tuple(a.shape)}, dataformats {dataformats!r})")
+                f"(shape {tuple(shape)}, dataformats {dataformats!r})")
         if n == 0:
             raise ImageFormatError("img_tensor: the batch holds no images (N = 0)")
         columns = min(n, _GRID_COLUMNS)
         _check_size(height * -(-n // columns), width * columns, 3)
+    elif target == "HWC":
+        height, width, channels = dims
+        _check_size(height, width, 3 if channels == 1 else channels)
+    else:
+        _check_size(dims[0], dims[1], 3)
+    return target, index
+
+
+def _convert(img_tensor: Any, dataformats: Any) -> np.ndarray:
+    a = make_np(img_tensor, "img_tensor")
+    target, index = checked_layout(a.shape, dataformats)
+    if target == "NCHW":
         return _grid(_to_uint8(a), index)
     if target == "HWC":
-        height, width, channels = shape
-        _check_size(height, width, 3 if channels == 1 else channels)
         return _hwc_from_3d(_to_uint8(a), index)
-    height, width = shape
-    _check_size(height, width, 3)
     return _hwc_from_2d(_to_uint8(a), index)
 
 

@@ -46,7 +46,7 @@ import numpy as np
 from . import _core, _device
 from . import writer as _writer
 from ._convert import (ArgumentOverflowError, ArgumentShapeError, ArgumentTypeError,
-                       ArgumentZeroDivisionError, make_np, to_step, to_walltime)
+                       ArgumentZeroDivisionError, make_np, to_step, to_tag, to_walltime)
 from ._image import ImageFormatError, _layout, image_with_boxes_to_hwc_uint8
 
 __all__ = ["SummaryWriter"]
@@ -478,6 +478,12 @@ class SummaryWriter(_Base):
             _core.set_scalar_target(self, core)
         return core
 
+    def _defer(self, core: Any, values: Any, make: Any) -> None:
+        """As the torch dialect's, but with ``write_to_disk=False`` there is nothing to copy
+        the CUDA tensors for."""
+        if core is not _NULL_CORE:
+            _Base._defer(self, core, values, make)
+
     def _refresh_target(self) -> None:
         """Point the native add_scalar/add_text at the main file, or (inside use_metadata, with
         write_to_disk=False, or when closed) send them to the Python path."""
@@ -579,7 +585,7 @@ class SummaryWriter(_Base):
 
         if not on_device:
             push(value)
-        elif core is not _NULL_CORE:  # write_to_disk=False: nothing to copy it for
+        else:
             self._defer(core, [scalar_value], lambda arrays: push(to_float(arrays[0])))
 
     def add_scalars(
@@ -716,7 +722,8 @@ class SummaryWriter(_Base):
         background thread; other ``bins`` (an int, a numpy estimator name such as ``"auto"``,
         or edges) are computed with numpy; ``max_bins`` merges neighbouring buckets."""
         tag = clean_tag(tag)
-        values = to_array(values, "values")
+        if not (_device.is_device_value(values) and values.numel() > 0):
+            values = to_array(values, "values")  # CUDA tensors: copied without a sync, below
         if isinstance(bins, str) and bins == "tensorflow" and self._custom_bins is not None:
             bins = self._custom_bins
         _Base.add_histogram(self, tag, values, self._step(global_step), bins, self._walltime(walltime), max_bins)
@@ -754,8 +761,12 @@ class SummaryWriter(_Base):
         tensorboardX does (keep floats in [0, 1]). Grey becomes RGB; the PNG is encoded on the
         background thread."""
         tag = clean_tag(tag)
-        pixels = _to_uint8(to_array(img_tensor, "img_tensor"))
-        _Base.add_image(self, tag, pixels, self._step(global_step), self._walltime(walltime), dataformats)
+        if not (_device.is_device_value(img_tensor) and img_tensor.numel() > 0):
+            img_tensor = _to_uint8(to_array(img_tensor, "img_tensor"))  # CUDA: once copied
+        _Base.add_image(self, tag, img_tensor, self._step(global_step), self._walltime(walltime), dataformats)
+
+    # A CUDA tensor's pixels, once copied to the host, take the uint8 rule above.
+    _host_pixels = staticmethod(_to_uint8)
 
     def add_images(
         self,
@@ -779,15 +790,22 @@ class SummaryWriter(_Base):
             img_tensor = _stack(img_tensor)
             dataformats = "N" + dataformats
         tag = clean_tag(tag)
-        pixels = _to_uint8(to_array(img_tensor, "img_tensor"))
         step, walltime = self._step(global_step), self._walltime(walltime)
+        on_device = _device.is_device_value(img_tensor) and img_tensor.numel() > 0
+        pixels = img_tensor if on_device else _to_uint8(to_array(img_tensor, "img_tensor"))
         if isinstance(dataformats, str) and len(dataformats) == 4 and pixels.ndim == 4:
-            _, index = _layout(pixels.shape, dataformats)
+            _, index = _layout(tuple(pixels.shape), dataformats)
             n, channels = pixels.shape[index[0]], pixels.shape[index[1]]
             if n == 0:
                 raise _EmptyBatchError("img_tensor: the batch holds no images (N = 0)")
             if channels == 4:  # RGBA batches, which tensorboardX tiles as well
-                self._push_image(tag, _grid(pixels.transpose(index)), step, walltime)
+                if on_device:
+                    tag, step, wall_time = to_tag(tag), to_step(step), to_walltime(walltime)
+                    core = self._main()
+                    self._defer(core, [pixels], lambda a: core.push_image(
+                        tag, _grid(_to_uint8(a[0]).transpose(index)), step, wall_time, 0, 0))
+                else:
+                    self._push_image(tag, _grid(pixels.transpose(index)), step, walltime)
                 return
         _Base.add_images(self, tag, pixels, step, walltime, dataformats)
 

@@ -20,7 +20,7 @@ from . import _core, _device, _distributed, _lifecycle
 from ._convert import ArgumentOverflowError, make_np, to_scalar, to_step, to_tag, to_walltime
 from ._histogram import histogram_request
 from ._image import (figure_to_chw_uint8, image_to_hwc_uint8, image_with_boxes_to_hwc_uint8,
-                     images_to_hwc_uint8, native_layout)
+                     images_to_hwc_uint8, native_layout, checked_layout)
 from ._kinds import KindsMixin
 
 if TYPE_CHECKING:
@@ -532,6 +532,12 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         if not _device.submit(self, core, values, make_unless_closed, self._on_full == "drop"):
             self._device_dropped += 1
 
+    @staticmethod
+    def _host_pixels(a: np.ndarray) -> np.ndarray:
+        """An image's pixels once its device copy has landed, before the CPU path takes them:
+        as they are here; the tensorboardX dialect applies its own uint8 rule."""
+        return a
+
     def _raise_device_error(self) -> None:
         """Raise (once) the failure of an earlier call with CUDA tensors; not on the waiter thread,
         whose records for later calls still go on."""
@@ -726,9 +732,10 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
             tag = to_tag(tag)
             step = to_step(global_step)
             wall_time = to_walltime(walltime)
+            checked_layout(tuple(img_tensor.shape), dataformats)  # here, not when the copy lands
             core = self._main()
-            self._defer(core, [img_tensor],
-                        lambda a: self._image_to(core, tag, a[0], step, wall_time, dataformats))
+            self._defer(core, [img_tensor], lambda a: self._image_to(
+                core, tag, self._host_pixels(a[0]), step, wall_time, dataformats))
             return
         a = img_tensor if type(img_tensor) is np.ndarray else make_np(img_tensor, "img_tensor")
         planar = native_layout(a, dataformats)
@@ -767,9 +774,10 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
             tag = to_tag(tag)
             step = to_step(global_step)
             wall_time = to_walltime(walltime)
+            checked_layout(tuple(img_tensor.shape), dataformats)
             core = self._main()
             self._defer(core, [img_tensor], lambda a: core.push_image(
-                tag, images_to_hwc_uint8(a[0], dataformats), step, wall_time, 0, 0))
+                tag, images_to_hwc_uint8(self._host_pixels(a[0]), dataformats), step, wall_time, 0, 0))
             return
         self._push_image(tag, images_to_hwc_uint8(img_tensor, dataformats), global_step, walltime)
 
