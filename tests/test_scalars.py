@@ -248,7 +248,7 @@ def test_version_is_from_metadata():
 # What takes the native path: every real numpy scalar, one-element numpy arrays of the native
 # formats, and one-element CPU tensors of the dtypes whose item() is what the stock writer logs.
 FAST_VALUES = [0.5, 3, True, np.float64(0.5), np.float32(0.5), np.float16(0.5), np.int8(-1), np.uint64(2**64 - 1),
-               np.bool_(False), np.array(0.5), np.array([[7]], dtype=np.int32), np.array([True]),
+               np.bool_(False), np.bool_(True), np.array(0.5), np.array([[7]], dtype=np.int32), np.array([True]),
                torch.tensor(0.5), torch.tensor([[2]], dtype=torch.int64), torch.tensor(True),
                torch.tensor(0.5, dtype=torch.float16), torch.nn.Parameter(torch.tensor(0.5))]
 # And what is left to the Python conversion (which converts or raises as the stock writer does).

@@ -88,6 +88,7 @@ bool as_double(PyObject* o, double* out) {
 // loaded (strong references, never released: classes outlive every call).
 struct ForeignTypes {
     PyObject* ndarray = nullptr;        // numpy.ndarray
+    PyObject* numpy_bool = nullptr;     // numpy.bool_, whose float() is slow: its truth is not
     PyObject* tensor = nullptr;         // torch.Tensor
     PyObject* real_scalars[24] = {};    // numpy scalar classes with a real value (bool included)
     PyObject* other_scalars[24] = {};   // numpy scalar classes without one (complex, str, ...)
@@ -239,6 +240,16 @@ bool as_foreign_value(PyObject* o, double* out) {
         const bool ok = buffer_value(view, out);
         PyBuffer_Release(&view);
         return ok;
+    }
+    if (!g_foreign.numpy_bool && g_foreign.ndarray) g_foreign.numpy_bool = loaded_class("numpy", "bool_");
+    if (g_foreign.numpy_bool && reinterpret_cast<PyObject*>(type) == g_foreign.numpy_bool) {
+        const int truth = PyObject_IsTrue(o);
+        if (truth < 0) {
+            PyErr_Clear();
+            return false;
+        }
+        *out = truth ? 1.0 : 0.0;
+        return true;
     }
     if (numpy_real_scalar(type)) {
         PyObject* f = PyNumber_Float(o);
