@@ -180,12 +180,21 @@ class Bench:
             values["CPU torch.tensor(5)"] = torch.tensor(5)
         except ImportError:
             pass
+        # Interleaved: each round times every type once, so the ratio to a float is taken
+        # within a round, and this machine's drift between rounds cancels out of it.
         w = self._writer("fasttb", "values")
         n = 50000 // (4 if self.quick else 1)
-        for label, value in {"Python float": 0.5, **values}.items():
-            t = per_call("w.add_scalar('loss', v, 10)", {"w": w, "v": value}, n)
-            self._record("add_scalar values", label, seconds=t)
+        timers = {label: timeit.Timer("w.add_scalar('loss', v, 10)", globals={"w": w, "v": value})
+                  for label, value in {"Python float": 0.5, **values}.items()}
+        rounds: Dict[str, List[float]] = {label: [] for label in timers}
+        for _ in range(repeats):
+            for label, timer in timers.items():
+                rounds[label].append(timer.timeit(n) / n)
         w.close()
+        floats = rounds["Python float"]
+        for label, times in rounds.items():
+            self._record("add_scalar values", label, seconds=statistics.median(times),
+                         vs_float=statistics.median(t / f for t, f in zip(times, floats)))
 
     def throughput(self) -> None:
         """Records per second from the first call until close() returns, and (fasttb) the
@@ -579,10 +588,10 @@ class Bench:
                 lines.append(f"  {name:28s} {r['seconds'] * 1e9:12,.0f} ns{ratio}{vs}")
         kinds = self.results.get("add_scalar values", {})
         if kinds:
-            lines.append("fasttb add_scalar by value type (median per call, against a Python float)")
-            base = kinds["Python float"]["seconds"]
+            lines.append("fasttb add_scalar by value type (median per call; median of each round's "
+                         "ratio to a Python float)")
             for name, r in kinds.items():
-                lines.append(f"  {name:28s} {r['seconds'] * 1e9:12,.0f} ns  {r['seconds'] / base:5.2f}x")
+                lines.append(f"  {name:28s} {r['seconds'] * 1e9:12,.0f} ns  {r['vs_float']:5.2f}x")
         rps = self.results.get("records_per_second", {})
         if rps:
             lines.append("scalar records per second, first call until close() returns")
