@@ -209,6 +209,18 @@ def assert_same_runs(theirs: str, ours: str) -> None:
             assert x == y, name
 
 
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: the controller reports the sum
+        workeroutput["fasttb_checked"] = dict(checked)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    for key, count in getattr(node, "workeroutput", {}).get("fasttb_checked", {}).items():
+        checked[key] += count
+
+
 def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"fasttb: {checked['records']:,} records in {checked['files']:,} "
                                 "event files read back with their CRCs checked")

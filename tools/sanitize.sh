@@ -50,7 +50,7 @@ if [ $# -eq 0 ]; then
   set -- tests/test_races.py tests/test_lifecycle.py tests/test_faults.py tests/test_reliability.py \
     tests/test_scalars.py tests/test_crc32c.py tests/test_wire.py tests/test_histogram_writer.py \
     tests/test_kinds.py tests/test_fuzz.py $reader tests/test_remote.py tests/test_device.py \
-    -k "not cannot_start and not memory_running_out"
+    -k "not cannot_start and not memory_running_out" -n auto --dist loadfile
 fi
 # --capture=sys: a sanitizer writes its report to file descriptor 2 and may end the process at
 # once, before pytest could show what it captured there.
