@@ -75,3 +75,20 @@ def test_bench_lightning_section_compares_the_writers_inside_a_fit(tmp_path):
     assert list(rows) == ["no logger", "null writer", "stock", "fasttb"]
     assert all(r["seconds"] > 0 for r in rows.values())
     assert {"overhead", "writer"} <= set(rows["fasttb"]) and {"overhead", "writer"} <= set(rows["stock"])
+
+
+def test_the_cuda_bench_runs_its_loop_on_cpu(tmp_path):
+    """The GPU benchmark's code, run small on the CPU, so that a GPU session (minutes of device
+    time) does not find its mistakes: every variant, the rounds, the report."""
+    pytest.importorskip("torch")
+    from fasttb.cli import bench_cuda
+
+    lines: list = []
+    results = bench_cuda.run(True, lines.append, device="cpu", width=32, batch=16, target=0.002, steps=5,
+                             rounds=2)
+    variants = ["no logging", "torch", "fasttb", bench_cuda.ON_STREAM]
+    assert results["device"] == "cpu" and results["histogram_floats"] == 32_000
+    assert all(results[name]["seconds"] > 0 for name in variants)
+    assert len(lines) == 2 and all(name in lines[-1] for name in variants)
+    report = bench_cuda.report(results)
+    assert len(report) == 1 + len(variants) and "(32,000 floats)" in report[0]

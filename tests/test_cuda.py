@@ -103,6 +103,24 @@ def test_the_value_logged_is_the_value_at_the_call(tmp_path):
     assert scalars(str(tmp_path), "x") == [(i, float(i)) for i in range(1, 101)]
 
 
+def test_a_large_tensor_goes_aside_with_its_value_at_the_call(tmp_path):
+    h = torch.randint(-1000, 1000, (1 << 19,), device="cuda").float()  # 2 MiB: snapshot, side stream
+    start = h.cpu().numpy()
+    big = torch.randn(4096, 4096, device="cuda")
+    ours, cpu = str(tmp_path / "cuda"), str(tmp_path / "cpu")
+    w = SummaryWriter(ours)
+    with NoSync():
+        for i in range(20):
+            big = big @ big.T / 4096  # keep the stream busy, so the copies run late
+            w.add_histogram("h", h, i, walltime=1.0)
+            h.add_(1.0)  # in place, after the call (integers: exact)
+    w.close()
+    with SummaryWriter(cpu) as c:
+        for i in range(20):
+            c.add_histogram("h", start + np.float32(i), i, walltime=1.0)
+    same_records(ours, cpu)
+
+
 def test_a_weight_larger_than_the_ring_and_a_full_ring(tmp_path, monkeypatch):
     monkeypatch.setenv("FASTTB_PINNED_BYTES", str(1 << 20))
     _device.use_backend(_device.CudaBackend)

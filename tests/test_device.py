@@ -449,10 +449,6 @@ def test_the_ring_size_setting_is_checked(monkeypatch):
     assert _device.pool_bytes() == 1_000_000
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q"]))
-
-
 class TorchOnCpu(_device.CudaBackend):
     """CudaBackend's copies and views, with CPU tensors marked as device values: what the CUDA
     path does with each dtype and layout, short of the device itself."""
@@ -464,16 +460,30 @@ class TorchOnCpu(_device.CudaBackend):
         buffer = self.torch.empty(max(nbytes, 1), dtype=self.torch.uint8)  # not pinned: no CUDA here
         return buffer, buffer.numpy()
 
-    def record(self, values):
-        return []
+    gate = threading.Event()  # the "side stream" runs once it is set
+    gate.set()
 
     def copy(self, value, buffer, offset):
         self.copied = getattr(self, "copied", 0) + 1
         return super().copy(value, buffer, offset)
 
+    def copy_aside(self, dst, snapshot):
+        return (dst, snapshot)  # a side stream that runs late: when the waiter waits
 
-def test_the_cuda_backends_copies_give_what_the_cpu_path_logs(tmp_path):
+    def record(self, values):
+        ticket, self._aside, self._direct = self._aside, [], set()
+        return ticket
+
+    def wait(self, ticket):
+        self.gate.wait()
+        for dst, snapshot in ticket:
+            dst.copy_(snapshot)
+
+
+@pytest.mark.parametrize("side_copy_bytes", ["", "0"])  # large tensors aside (the default), or all
+def test_the_cuda_backends_copies_give_what_the_cpu_path_logs(tmp_path, monkeypatch, side_copy_bytes):
     torch = pytest.importorskip("torch")
+    monkeypatch.setenv("FASTTB_SIDE_COPY_BYTES", side_copy_bytes)
 
     def marked(a):
         t = torch.from_numpy(np.ascontiguousarray(a))
@@ -621,3 +631,48 @@ def test_tensorboardx_export_scalars_to_json_waits_for_device_values(fake, tmp_p
         exported = {os.path.relpath(k, str(tmp_path / "run")): v for k, v in json.load(f).items()}
     assert exported == {"m/a": [[10.0, 1, 0.5]], "m/b": [[10.0, 1, 2.0]]}
     w.close()
+
+
+def test_a_large_tensor_is_snapshot_at_the_call_before_its_side_copy(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setenv("FASTTB_SIDE_COPY_BYTES", "4096")
+    _device.use_backend(TorchOnCpu)
+    rng = np.random.default_rng(3)
+    weight, image = rng.standard_normal(4096).astype(np.float32), rng.random((3, 32, 32), dtype=np.float32)
+    try:
+        TorchOnCpu.gate.clear()
+        with SummaryWriter(str(tmp_path / "device")) as w:
+            for tag, a in (("w", weight), ("i", image), ("small", weight[:8])):
+                t = torch.from_numpy(a.copy())
+                t._on_fake_device = True
+                if tag == "i":
+                    w.add_image(tag, t, 0, walltime=1.0)
+                else:
+                    w.add_histogram(tag, t, 0, walltime=1.0)
+                t.mul_(-3.0)  # the next training step, before the side stream copies
+            backend = _device.stager().backend
+            assert backend.side_copy_bytes == 4096 and backend.copied == 3
+            TorchOnCpu.gate.set()
+    finally:
+        TorchOnCpu.gate.set()
+        _device.use_backend(_device.CudaBackend)
+    with SummaryWriter(str(tmp_path / "cpu")) as c:
+        c.add_histogram("w", weight, 0, walltime=1.0)
+        c.add_image("i", image, 0, walltime=1.0)
+        c.add_histogram("small", weight[:8], 0, walltime=1.0)
+    same_records(str(tmp_path / "device"), str(tmp_path / "cpu"))
+
+
+def test_the_side_copy_setting_is_checked(monkeypatch):
+    for text in ("big", "-1"):
+        monkeypatch.setenv("FASTTB_SIDE_COPY_BYTES", text)
+        with pytest.raises(ValueError, match="FASTTB_SIDE_COPY_BYTES"):
+            _device.side_copy_bytes()
+    monkeypatch.setenv("FASTTB_SIDE_COPY_BYTES", "2e6")
+    assert _device.side_copy_bytes() == 2_000_000
+    monkeypatch.delenv("FASTTB_SIDE_COPY_BYTES")
+    assert _device.side_copy_bytes() == 1 << 20
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))

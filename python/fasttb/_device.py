@@ -12,6 +12,13 @@ that waits for every kernel already queued), fasttb does this:
    float16 on the device, as the stock writer converts it. The copy is queued behind the kernels
    that compute the value and ahead of any that change it later, so the value logged is the
    value at the call.
+
+   A large tensor (``FASTTB_SIDE_COPY_BYTES``, 1 MiB by default) would hold the training
+   stream for as long as its bytes take to cross the bus (16 MB over PCIe: 0.3 to 0.6 ms), so
+   it is first copied on the device, on the current stream (at HBM speed: about 10 us), and
+   that snapshot goes to the host on a side stream, alongside the training kernels. Snapshots live
+   until their copy is done: at most the ring's size of device memory, plus one tensor larger
+   than the ring.
 3. **Wait elsewhere.** One daemon thread per process (the *waiter*) takes the calls in order,
    waits for each one's event (``Event.synchronize`` lets the GIL go), and then makes the call's
    records from the host copies with the ordinary CPU code path, inside ``Hold.fill``: they go
@@ -46,6 +53,7 @@ from typing import Any, Callable, Deque, List, Optional, Sequence, Tuple
 import numpy as np
 
 DEFAULT_POOL_BYTES = 64 << 20
+DEFAULT_SIDE_COPY_BYTES = 1 << 20
 ALIGN = 64
 # Calls waiting for their copies at most (then the caller waits, or drops): about a hundred
 # steps of a loop that logs ten values per step, and a bound on the waiter's backlog.
@@ -65,6 +73,13 @@ class CudaBackend:
         self.torch = torch
         self._supported = {torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32,
                            torch.int64, torch.float16, torch.bfloat16, torch.float32, torch.float64}
+        self.side_copy_bytes = side_copy_bytes()
+        self._side_streams: dict = {}  # device -> the stream that takes snapshots to the host
+        # What the call being submitted has queued so far (submit holds the stager's lock from
+        # its first copy to record(), which takes these): devices it copied to on their current
+        # stream, and the events that end its side-stream copies.
+        self._direct: set = set()
+        self._aside: List[Any] = []
 
     def owns(self, value: Any) -> bool:
         """Whether ``value`` is a tensor this backend stages (a CUDA tensor of a plain dtype)."""
@@ -80,25 +95,58 @@ class CudaBackend:
         return buffer, buffer.numpy()
 
     def copy(self, value: Any, buffer: Any, offset: int) -> np.ndarray:
-        """Queue the copy of ``value`` into ``buffer[offset:]`` on the current stream of the
-        tensor's device, without waiting; returns the numpy view the copy lands in."""
+        """Queue the copy of ``value`` into ``buffer[offset:]`` without waiting: on the current
+        stream of the tensor's device, or for a large tensor through a snapshot and a side
+        stream; returns the numpy view the copy lands in."""
         torch = self.torch
         t = value.detach()
+        own = False  # whether t is already a device copy of the value's own
         if t.dtype == torch.bfloat16:
             t = t.to(torch.float16)  # as the stock make_np does, but on the device
+            own = True
         n = t.numel() * t.element_size()
         dst = buffer[offset:offset + n].view(t.dtype).view(t.shape)
-        dst.copy_(t, non_blocking=True)
+        if n < self.side_copy_bytes:
+            dst.copy_(t, non_blocking=True)
+            self._direct.add(t.device)
+        else:
+            if not (own and t.is_contiguous()):
+                t = t.clone(memory_format=torch.contiguous_format)  # the value at the call
+            self._aside.append(self.copy_aside(dst, t))
         return dst.numpy()
 
+    def copy_aside(self, dst: Any, snapshot: Any) -> Any:
+        """Queue the copy of ``snapshot`` (a device tensor of this call's own, just made on the
+        current stream) into the host tensor ``dst`` on the device's side stream, once the
+        current stream has made it; returns an event that completes with the copy."""
+        torch = self.torch
+        device = snapshot.device
+        side = self._side_streams.get(device)
+        if side is None:
+            side = self._side_streams[device] = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            dst.copy_(snapshot, non_blocking=True)
+        # The caching allocator reuses the snapshot's memory only once the side stream is past
+        # this copy, even though the snapshot is dropped as soon as this call returns.
+        snapshot.record_stream(side)
+        done = torch.cuda.Event()
+        done.record(side)
+        return done
+
     def record(self, values: Sequence[Any]) -> List[Any]:
-        """One event per device of ``values``, recorded on its current stream after the copies."""
+        """The call's ticket: an event recorded on the current stream of each device copied on
+        it, and the events of the side-stream copies."""
         torch = self.torch
         events = []
-        for device in {v.device for v in values}:
+        for device in self._direct:
             event = torch.cuda.Event()
             event.record(torch.cuda.current_stream(device))
             events.append(event)
+        events += self._aside
+        # (A call that failed before record() leaves its entries to the next call's ticket,
+        # which then waits for copies that complete anyway.)
+        self._direct, self._aside = set(), []
         return events
 
     def wait(self, ticket: List[Any]) -> None:
@@ -321,6 +369,21 @@ def pool_bytes() -> int:
         raise ValueError(f"FASTTB_PINNED_BYTES: expected a number of bytes, got {text!r}") from None
     if value < ALIGN:
         raise ValueError(f"FASTTB_PINNED_BYTES: at least {ALIGN} bytes, got {value}")
+    return value
+
+
+def side_copy_bytes() -> int:
+    """The size from which a tensor goes to the host on a side stream, through a snapshot:
+    ``FASTTB_SIDE_COPY_BYTES`` (a byte count), 1 MiB by default."""
+    text = os.environ.get("FASTTB_SIDE_COPY_BYTES")
+    if not text:
+        return DEFAULT_SIDE_COPY_BYTES
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise ValueError(f"FASTTB_SIDE_COPY_BYTES: expected a number of bytes, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"FASTTB_SIDE_COPY_BYTES: expected a number of bytes, got {value}")
     return value
 
 

@@ -9,12 +9,15 @@ synchronised only at the ends of a window, as a training loop would run; the thr
 take turns, and the medians of the windows are reported.
 
 torch's writer calls ``.cpu()`` on every tensor, which waits for the device; fasttb copies each
-one asynchronously and lets a thread wait (fasttb._device).
+one asynchronously and lets a thread wait (fasttb._device). fasttb runs twice: as it is (the
+histogram's 16 MB go to the host on a side stream, through a device snapshot) and with every
+copy on the training stream, so that one run shows what the side stream buys.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -23,37 +26,45 @@ from typing import Any, Callable, Dict, List, Optional
 WIDTH = 4096
 BATCH = 4096
 TARGET_STEP_SECONDS = 0.010
+ON_STREAM = "fasttb, copies on the stream"
 
 
-def run(quick: bool, out: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Measures the loop; returns the results (``{"missing": why}`` without a CUDA device)."""
+def run(quick: bool, out: Callable[[str], None] = print, device: str = "cuda", width: int = WIDTH,
+        batch: int = BATCH, target: float = TARGET_STEP_SECONDS, steps: Optional[int] = None,
+        rounds: Optional[int] = None) -> Dict[str, Any]:
+    """Measures the loop; returns the results (``{"missing": why}`` without a CUDA device).
+    ``device="cpu"`` with small sizes runs the same code without a GPU (the tests' smoke run:
+    CPU tensors take the CPU path, so it measures nothing of the device path)."""
     try:
         import torch
     except ImportError:
         return {"missing": "torch is not installed"}
-    if not torch.cuda.is_available():
+    on_cuda = device == "cuda"
+    if on_cuda and not torch.cuda.is_available():
         return {"missing": "no CUDA device"}
+    sync = torch.cuda.synchronize if on_cuda else (lambda: None)
     from torch.utils.tensorboard import SummaryWriter as TorchWriter
 
     import fasttb
+    from fasttb import _device
 
     torch.manual_seed(0)
-    device = torch.device("cuda")
+    where = torch.device(device)
     torch.backends.cuda.matmul.allow_tf32 = True
 
     def build(layers: int) -> Any:
         mods: List[Any] = []
         for _ in range(layers):
-            mods += [torch.nn.Linear(WIDTH, WIDTH), torch.nn.ReLU()]
-        mods.append(torch.nn.Linear(WIDTH, 1000))
-        return torch.nn.Sequential(*mods).to(device)
+            mods += [torch.nn.Linear(width, width), torch.nn.ReLU()]
+        mods.append(torch.nn.Linear(width, 1000))
+        return torch.nn.Sequential(*mods).to(where)
 
-    x = torch.randn(BATCH, WIDTH, device=device)
-    y = torch.randint(0, 1000, (BATCH,), device=device)
+    x = torch.randn(batch, width, device=where)
+    y = torch.randint(0, 1000, (batch,), device=where)
 
     def make_step(model: Any) -> Callable[[Any, int], None]:
         opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-        head = model[-1].weight  # 1000 x 4096 floats: 16 MB per histogram
+        head = model[-1].weight  # 1000 x 4096 floats (WIDTH): 16 MB per histogram
         loss_fn = torch.nn.CrossEntropyLoss()
 
         def step(writer: Any, i: int) -> None:
@@ -70,30 +81,34 @@ def run(quick: bool, out: Callable[[str], None] = print) -> Dict[str, Any]:
         return step
 
     def window(step: Callable[[Any, int], None], writer: Any, steps: int, first: int) -> float:
-        torch.cuda.synchronize()
+        sync()
         start = time.perf_counter()
         for i in range(first, first + steps):
             step(writer, i)
-        torch.cuda.synchronize()
+        sync()
         return (time.perf_counter() - start) / steps
 
-    # Calibrate: scale the number of layers to about TARGET_STEP_SECONDS per step.
+    # Calibrate: scale the number of layers to about `target` seconds per step.
     layers = 4
     probe = make_step(build(layers))
     window(probe, None, 5, 0)
     measured = window(probe, None, 20, 0)
-    layers = max(1, round(layers * TARGET_STEP_SECONDS / measured))
+    layers = max(1, round(layers * target / measured))
     model = build(layers)
     step = make_step(model)
     window(step, None, 10, 0)  # warm up kernels and the allocator
-    steps = 200 if quick else 300
-    rounds = 3 if quick else 5
+    steps = steps or (200 if quick else 300)
+    rounds = rounds or (3 if quick else 5)
     root = tempfile.mkdtemp(prefix="fasttb-bench-cuda-")
-    per_step: Dict[str, List[float]] = {"no logging": [], "torch": [], "fasttb": []}
     makers: Dict[str, Optional[Callable[[str], Any]]] = {
-        "no logging": None, "torch": TorchWriter, "fasttb": fasttb.SummaryWriter}
+        "no logging": None, "torch": TorchWriter, "fasttb": fasttb.SummaryWriter, ON_STREAM: fasttb.SummaryWriter}
+    per_step: Dict[str, List[float]] = {name: [] for name in makers}
+    side_copy_bytes = _device.side_copy_bytes()
     for r in range(rounds):
         for name, make in makers.items():  # interleaved, so drifts hit every variant alike
+            if make is fasttb.SummaryWriter:
+                _device.drain()
+                _device._get().backend.side_copy_bytes = 1 << 62 if name == ON_STREAM else side_copy_bytes
             writer = None if make is None else make(os.path.join(root, f"{name}-{r}"))
             window(step, writer, 5, 0)  # the writer's first calls (torch imports, pinned ring)
             per_step[name].append(window(step, writer, steps, 5))
@@ -101,11 +116,13 @@ def run(quick: bool, out: Callable[[str], None] = print) -> Dict[str, Any]:
                 writer.close()
         out(f"[bench] cuda round {r + 1}/{rounds}: " + ", ".join(
             f"{k} {v[-1] * 1e3:.2f} ms" for k, v in per_step.items()))
+    shutil.rmtree(root, ignore_errors=True)
     base = statistics.median(per_step["no logging"])
     results: Dict[str, Any] = {
-        "device": torch.cuda.get_device_name(0), "layers": layers, "steps": steps, "rounds": rounds,
+        "device": torch.cuda.get_device_name(0) if on_cuda else device, "layers": layers, "width": width,
+        "batch": batch, "histogram_floats": model[-1].weight.numel(), "steps": steps, "rounds": rounds,
         "no logging": {"seconds": base}}
-    for name in ("torch", "fasttb"):
+    for name in ("torch", "fasttb", ON_STREAM):
         t = statistics.median(per_step[name])
         results[name] = {"seconds": t, "overhead": t / base - 1}
     return results
@@ -116,9 +133,12 @@ def report(results: Dict[str, Any]) -> List[str]:
     if "missing" in results:
         return [f"cuda training loop: not run: {results['missing']}"]
     lines = [f"cuda training loop on {results['device']}: MLP of {results['layers']} layers of "
-             f"{WIDTH}, batch {BATCH}; 10 CUDA scalars + 1 histogram (4.1M floats) per step; "
-             f"median of {results['rounds']} windows of {results['steps']} steps"]
-    for name in ("no logging", "torch", "fasttb"):
+             f"{results['width']}, batch {results['batch']}; 10 CUDA scalars + 1 histogram "
+             f"({results['histogram_floats']:,} floats) per step; median of {results['rounds']} "
+             f"windows of {results['steps']} steps"]
+    for name in ("no logging", "torch", "fasttb", ON_STREAM):
+        if name not in results:
+            continue
         r = results[name]
         extra = f"  {r['overhead'] * 100:+6.1f}%" if "overhead" in r else ""
         lines.append(f"  {name:28s} {r['seconds'] * 1e3:12.3f} ms{extra}")
