@@ -90,5 +90,8 @@ def test_the_cuda_bench_runs_its_loop_on_cpu(tmp_path):
     assert results["device"] == "cpu" and results["histogram_floats"] == 32_000
     assert all(results[name]["seconds"] > 0 for name in variants)
     assert len(lines) == 2 and all(name in lines[-1] for name in variants)
+    from fasttb import _device
+
+    assert _device.stager().backend.side_copy_bytes == _device.side_copy_bytes()  # put back
     report = bench_cuda.report(results)
     assert len(report) == 1 + len(variants) and "(32,000 floats)" in report[0]

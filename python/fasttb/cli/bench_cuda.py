@@ -103,20 +103,22 @@ def run(quick: bool, out: Callable[[str], None] = print, device: str = "cuda", w
     makers: Dict[str, Optional[Callable[[str], Any]]] = {
         "no logging": None, "torch": TorchWriter, "fasttb": fasttb.SummaryWriter, ON_STREAM: fasttb.SummaryWriter}
     per_step: Dict[str, List[float]] = {name: [] for name in makers}
-    side_copy_bytes = _device.side_copy_bytes()
-    for r in range(rounds):
-        for name, make in makers.items():  # interleaved, so drifts hit every variant alike
-            if make is fasttb.SummaryWriter:
-                _device.drain()
-                _device._get().backend.side_copy_bytes = 1 << 62 if name == ON_STREAM else side_copy_bytes
-            writer = None if make is None else make(os.path.join(root, f"{name}-{r}"))
-            window(step, writer, 5, 0)  # the writer's first calls (torch imports, pinned ring)
-            per_step[name].append(window(step, writer, steps, 5))
-            if writer is not None:
-                writer.close()
-        out(f"[bench] cuda round {r + 1}/{rounds}: " + ", ".join(
-            f"{k} {v[-1] * 1e3:.2f} ms" for k, v in per_step.items()))
-    shutil.rmtree(root, ignore_errors=True)
+    backend = _device._get().backend  # the process's (close() leaves no copy in flight)
+    side_copy_bytes = backend.side_copy_bytes
+    try:
+        for r in range(rounds):
+            for name, make in makers.items():  # interleaved, so drifts hit every variant alike
+                backend.side_copy_bytes = 1 << 62 if name == ON_STREAM else side_copy_bytes
+                writer = None if make is None else make(os.path.join(root, f"{name}-{r}"))
+                window(step, writer, 5, 0)  # the writer's first calls (torch imports, pinned ring)
+                per_step[name].append(window(step, writer, steps, 5))
+                if writer is not None:
+                    writer.close()
+            out(f"[bench] cuda round {r + 1}/{rounds}: " + ", ".join(
+                f"{k} {v[-1] * 1e3:.2f} ms" for k, v in per_step.items()))
+    finally:
+        backend.side_copy_bytes = side_copy_bytes
+        shutil.rmtree(root, ignore_errors=True)
     base = statistics.median(per_step["no logging"])
     results: Dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if on_cuda else device, "layers": layers, "width": width,
