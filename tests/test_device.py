@@ -228,6 +228,45 @@ def test_image_arguments_the_shape_decides_are_checked_at_the_call(fake, tmp_pat
     assert w.stats()["dropped"] == 0 and len(fake.tickets) == 1
 
 
+@pytest.mark.parametrize("dialect", ["torch", "tensorboardX"])
+def test_every_image_shape_and_layout_does_on_the_device_what_it_does_on_the_cpu(fake, tmp_path, dialect):
+    """A grid of shapes and dataformats, good and bad: the device path raises at the call
+    exactly when the CPU path raises, with its exception, and otherwise writes what it writes."""
+    from fasttb.tensorboardX import SummaryWriter as TensorboardXWriter
+
+    writer = SummaryWriter if dialect == "torch" else TensorboardXWriter
+    rng = np.random.default_rng(11)
+    shapes = [(4, 5), (1, 4, 5), (2, 4, 5), (3, 4, 5), (4, 4, 5), (5, 4, 5), (4, 5, 3), (4, 5, 1), (4, 5, 4),
+              (2, 3, 4, 5), (2, 1, 4, 5), (2, 4, 4, 5), (2, 4, 5, 3), (9, 3, 2, 2), (1, 2, 3, 4, 5)]
+    layouts = ["HW", "WH", "CHW", "HWC", "WHC", "chw", "hwC", "NCHW", "NHWC", "nchw", "CHX", "HWW", "NCH", "", 7]
+    ours, cpu = writer(str(tmp_path / "device")), writer(str(tmp_path / "cpu"))
+    outcomes = {"raised": 0, "logged": 0}
+    for method in ("add_image", "add_images"):
+        for shape in shapes:
+            image = rng.random(shape, dtype=np.float32)
+            for dataformats in layouts:
+                try:
+                    getattr(cpu, method)("i", image, 0, walltime=1.0, dataformats=dataformats)
+                except Exception as error:
+                    cpu_error = error
+                else:
+                    cpu_error = None
+                try:
+                    getattr(ours, method)("i", FakeTensor(image), 0, walltime=1.0, dataformats=dataformats)
+                except Exception as error:
+                    assert cpu_error is not None, (method, shape, dataformats, error)
+                    assert (type(error), str(error)) == (type(cpu_error), str(cpu_error))
+                    outcomes["raised"] += 1
+                else:
+                    assert cpu_error is None, (method, shape, dataformats, cpu_error)
+                    outcomes["logged"] += 1
+    ours.close()
+    cpu.close()
+    assert min(outcomes.values()) > 50, outcomes
+    assert len(fake.tickets) == outcomes["logged"]
+    assert len(same_records(str(tmp_path / "device"), str(tmp_path / "cpu"))["."]) == 1 + outcomes["logged"]
+
+
 def test_flush_and_close_wait_for_the_device_copies(fake, tmp_path):
     fake.auto = False
     w = SummaryWriter(str(tmp_path))
