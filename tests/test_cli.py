@@ -94,4 +94,5 @@ def test_the_cuda_bench_runs_its_loop_on_cpu(tmp_path):
 
     assert _device.stager().backend.side_copy_bytes == _device.side_copy_bytes()  # put back
     report = bench_cuda.report(results)
-    assert len(report) == 1 + len(variants) and "(32,000 floats)" in report[0]
+    assert set(results["caller"]) == {"add_scalar", "add_histogram"}
+    assert len(report) == 2 + len(variants) and "(32,000 floats)" in report[0] and "add_histogram" in report[-1]

@@ -116,6 +116,7 @@ def run(quick: bool, out: Callable[[str], None] = print, device: str = "cuda", w
                     writer.close()
             out(f"[bench] cuda round {r + 1}/{rounds}: " + ", ".join(
                 f"{k} {v[-1] * 1e3:.2f} ms" for k, v in per_step.items()))
+        caller = caller_cost(fasttb.SummaryWriter(os.path.join(root, "caller")), model[-1].weight, sync)
     finally:
         backend.side_copy_bytes = side_copy_bytes
         shutil.rmtree(root, ignore_errors=True)
@@ -123,11 +124,33 @@ def run(quick: bool, out: Callable[[str], None] = print, device: str = "cuda", w
     results: Dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if on_cuda else device, "layers": layers, "width": width,
         "batch": batch, "histogram_floats": model[-1].weight.numel(), "steps": steps, "rounds": rounds,
-        "no logging": {"seconds": base}}
+        "no logging": {"seconds": base}, "caller": caller}
     for name in ("torch", "fasttb", ON_STREAM):
         t = statistics.median(per_step[name])
         results[name] = {"seconds": t, "overhead": t / base - 1}
     return results
+
+
+def caller_cost(writer: Any, weight: Any, sync: Callable[[], None], calls: int = 200) -> Dict[str, float]:
+    """Seconds per call on the caller's thread, the device idle: what batching a step's calls
+    could save at most. The writer is closed."""
+    import torch
+
+    value = torch.ones((), device=weight.device)
+    costs = {}
+    with writer:
+        for label, call in (("add_scalar", lambda i: writer.add_scalar("c", value, i)),
+                            ("add_histogram", lambda i: writer.add_histogram("h", weight, i))):
+            samples = []
+            for _ in range(3):
+                writer.flush()
+                sync()
+                start = time.perf_counter()
+                for i in range(calls):
+                    call(i)
+                samples.append((time.perf_counter() - start) / calls)
+            costs[label] = statistics.median(samples)
+    return costs
 
 
 def report(results: Dict[str, Any]) -> List[str]:
@@ -144,4 +167,8 @@ def report(results: Dict[str, Any]) -> List[str]:
         r = results[name]
         extra = f"  {r['overhead'] * 100:+6.1f}%" if "overhead" in r else ""
         lines.append(f"  {name:28s} {r['seconds'] * 1e3:12.3f} ms{extra}")
+    caller = results.get("caller", {})
+    if caller:
+        lines.append("  fasttb on the caller's thread: " + ", ".join(
+            f"{name} {seconds * 1e6:.1f} us" for name, seconds in caller.items()) + " per call")
     return lines
