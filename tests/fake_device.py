@@ -45,6 +45,9 @@ class FakeBackend:
     def owns(self, value: Any) -> bool:
         return isinstance(value, FakeTensor)
 
+    def check_stream(self) -> None:
+        pass
+
     def nbytes(self, value: FakeTensor) -> int:
         return value.array.nbytes
 

@@ -121,6 +121,31 @@ def test_a_large_tensor_goes_aside_with_its_value_at_the_call(tmp_path):
     same_records(ours, cpu)
 
 
+def test_logging_inside_graph_capture_is_refused_and_the_graph_still_replays(tmp_path):
+    x = torch.arange(10, device="cuda", dtype=torch.float32)
+    ours, cpu = str(tmp_path / "cuda"), str(tmp_path / "cpu")
+    w = SummaryWriter(ours)
+    w.add_histogram("h", x, 0, walltime=1.0)  # before: the ring exists
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        y = x * 2  # warm up on a side stream, as torch's graph docs do
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = x * 2
+        with pytest.raises(RuntimeError, match="CUDA graph is being captured"):
+            w.add_histogram("h", y, 1, walltime=1.0)
+    graph.replay()
+    with NoSync():
+        w.add_histogram("h", y, 2, walltime=1.0)
+    w.close()
+    with SummaryWriter(cpu) as c:
+        c.add_histogram("h", np.arange(10, dtype=np.float32), 0, walltime=1.0)
+        c.add_histogram("h", np.arange(10, dtype=np.float32) * 2, 2, walltime=1.0)
+    same_records(ours, cpu)
+
+
 def test_a_weight_larger_than_the_ring_and_a_full_ring(tmp_path, monkeypatch):
     monkeypatch.setenv("FASTTB_PINNED_BYTES", str(1 << 20))
     _device.use_backend(_device.CudaBackend)

@@ -509,6 +509,11 @@ class TorchOnCpu(_device.CudaBackend):
     def copy_aside(self, dst, snapshot):
         return (dst, snapshot)  # a side stream that runs late: when the waiter waits
 
+    capturing_graph = False
+
+    def capturing(self):
+        return self.capturing_graph
+
     def record(self, values):
         ticket, self._aside, self._direct = self._aside, [], set()
         return ticket
@@ -700,6 +705,32 @@ def test_a_large_tensor_is_snapshot_at_the_call_before_its_side_copy(tmp_path, m
         c.add_image("i", image, 0, walltime=1.0)
         c.add_histogram("small", weight[:8], 0, walltime=1.0)
     same_records(str(tmp_path / "device"), str(tmp_path / "cpu"))
+
+
+def test_logging_a_device_tensor_inside_graph_capture_is_refused_at_the_call(tmp_path):
+    torch = pytest.importorskip("torch")
+    _device.use_backend(TorchOnCpu)
+    try:
+        with SummaryWriter(str(tmp_path)) as w:
+            def marked(a):
+                t = torch.from_numpy(np.asarray(a, np.float32))
+                t._on_fake_device = True
+                return t
+
+            w._add_scalar("a", marked([1.0]), 0)  # the general path, as CUDA scalars take
+            backend = _device.stager().backend
+            backend.capturing_graph = True
+            with pytest.raises(RuntimeError, match="CUDA graph is being captured"):
+                w._add_scalar("a", marked([2.0]), 1)
+            with pytest.raises(RuntimeError, match="CUDA graph is being captured"):
+                w.add_histogram("h", marked(np.ones(10)), 1)
+            backend.capturing_graph = False
+            w._add_scalar("a", marked([3.0]), 2)
+            assert _device.stager().pending() <= 2
+    finally:
+        _device.use_backend(_device.CudaBackend)
+    assert scalars(str(tmp_path), "a") == [(0, 1.0), (2, 3.0)]
+    assert w.stats()["dropped"] == 0
 
 
 def test_the_side_copy_setting_is_checked(monkeypatch):

@@ -35,7 +35,8 @@ Errors. Arguments that do not depend on the values (tag, step, walltime, an imag
 ``dataformats``) are checked on the caller's thread. An error met later (a device-side assert surfacing at the event, or a value
 the conversion refuses) is raised by the writer's next call, as the exception the CPU path or
 torch raised; that call's records are lost, earlier ones are kept. A forked child cannot use the
-parent's CUDA context: logging a CUDA tensor there raises RuntimeError.
+parent's CUDA context: logging a CUDA tensor there raises RuntimeError, as does logging one while
+the current stream captures a CUDA graph.
 
 Nothing here imports torch until a CUDA tensor is logged. The device work goes through a
 *backend* (``CudaBackend``); the tests drive the same machinery on CPU with a stand-in backend.
@@ -114,6 +115,20 @@ class CudaBackend:
                 t = t.clone(memory_format=torch.contiguous_format)  # the value at the call
             self._aside.append(self.copy_aside(dst, t))
         return dst.numpy()
+
+    def check_stream(self) -> None:
+        """Refuse a call made while the current stream captures a CUDA graph: Python runs once
+        during a capture, so its copies would be replayed into one slice of the ring with every
+        replay of the graph, never waited for (and allocating the ring then would break the
+        capture)."""
+        if self.capturing():
+            raise RuntimeError(
+                "fasttb: CUDA tensors cannot be logged while a CUDA graph is being captured; log "
+                "the graph's output tensors after replaying it")
+
+    def capturing(self) -> bool:
+        """Whether the current stream is capturing a CUDA graph."""
+        return bool(self.torch.cuda.is_current_stream_capturing())
 
     def copy_aside(self, dst: Any, snapshot: Any) -> Any:
         """Queue the copy of ``snapshot`` (a device tensor of this call's own, just made on the
@@ -242,6 +257,7 @@ class Stager:
                 "fasttb: CUDA tensors cannot be logged in a forked child process, which cannot use "
                 "its parent's CUDA context; start workers with the 'spawn' method, or log CPU values")
         backend = self.backend
+        backend.check_stream()
         starts = []  # each value's place in the call's slice, aligned
         size = 0
         for v in values:
