@@ -48,6 +48,9 @@ class FakeBackend:
     def check_stream(self) -> None:
         pass
 
+    def abandon(self) -> None:
+        pass
+
     def nbytes(self, value: FakeTensor) -> int:
         return value.array.nbytes
 

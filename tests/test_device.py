@@ -502,8 +502,12 @@ class TorchOnCpu(_device.CudaBackend):
     gate = threading.Event()  # the "side stream" runs once it is set
     gate.set()
 
+    fail_at = None  # the number (1, 2, ...) of a copy that raises, as a device error would
+
     def copy(self, value, buffer, offset):
         self.copied = getattr(self, "copied", 0) + 1
+        if self.copied == self.fail_at:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return super().copy(value, buffer, offset)
 
     def copy_aside(self, dst, snapshot):
@@ -522,6 +526,10 @@ class TorchOnCpu(_device.CudaBackend):
         self.gate.wait()
         for dst, snapshot in ticket:
             dst.copy_(snapshot)
+
+    def abandon(self):
+        self.wait(self._aside)  # what CudaBackend's event.synchronize() is
+        self._direct, self._aside = set(), []
 
 
 @pytest.mark.parametrize("side_copy_bytes", ["", "0"])  # large tensors aside (the default), or all
@@ -731,6 +739,38 @@ def test_logging_a_device_tensor_inside_graph_capture_is_refused_at_the_call(tmp
         _device.use_backend(_device.CudaBackend)
     assert scalars(str(tmp_path), "a") == [(0, 1.0), (2, 3.0)]
     assert w.stats()["dropped"] == 0
+
+
+def test_a_call_that_fails_after_a_side_copy_waits_for_it_before_its_slice_is_reused(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setenv("FASTTB_SIDE_COPY_BYTES", "0")  # every value aside
+    _device.use_backend(TorchOnCpu)
+
+    def marked(a):
+        t = torch.from_numpy(np.asarray(a, np.float32))
+        t._on_fake_device = True
+        return t
+
+    try:
+        with SummaryWriter(str(tmp_path)) as w:
+            w._add_scalar("warm", marked([0.0]), 0)  # the ring exists, its first slice free again
+            w.flush()
+            backend = _device.stager().backend
+            backend.fail_at = backend.copied + 2  # the second value of the next call
+            TorchOnCpu.gate.clear()  # side copies stay queued...
+            threading.Timer(0.3, TorchOnCpu.gate.set).start()
+            with pytest.raises(RuntimeError, match="illegal memory access"):
+                w.add_scalars("s", {"a": marked([1.0]), "b": marked([2.0])}, 1)
+            assert TorchOnCpu.gate.is_set()  # ...and the failed call waited for its own
+            assert backend._aside == [] and backend._direct == set()
+            w.add_scalars("s", {"a": marked([3.0]), "b": marked([4.0])}, 2)
+    finally:
+        TorchOnCpu.gate.set()
+        _device.use_backend(_device.CudaBackend)
+    logged = {os.path.basename(run): [(e.step, e.summary.value[0].simple_value)
+                                       for e in (event_pb2.Event.FromString(r) for r in records[1:])]
+              for run, records in runs(str(tmp_path)).items() if run != "."}
+    assert logged == {"s_a": [(2, 3.0)], "s_b": [(2, 4.0)]}
 
 
 def test_the_side_copy_setting_is_checked(monkeypatch):

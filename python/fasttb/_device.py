@@ -159,10 +159,17 @@ class CudaBackend:
             event.record(torch.cuda.current_stream(device))
             events.append(event)
         events += self._aside
-        # (A call that failed before record() leaves its entries to the next call's ticket,
-        # which then waits for copies that complete anyway.)
         self._direct, self._aside = set(), []
         return events
+
+    def abandon(self) -> None:
+        """A call failed after some of its copies were queued, and its slice is about to be
+        given back. A copy on the current stream is ordered before any later copy into the
+        slice; one on the side stream is not, so wait for those (this call's own copies only,
+        and only on this error path)."""
+        aside, self._direct, self._aside = self._aside, set(), []
+        for event in aside:
+            event.synchronize()
 
     def wait(self, ticket: List[Any]) -> None:
         """Wait (on the waiter thread, without the GIL) until the copies have landed."""
@@ -283,6 +290,7 @@ class Stager:
             except BaseException:
                 if hold is not None:
                     hold.cancel()
+                backend.abandon()  # before the slice can be taken again
                 self._give_back_unused(offset)
                 raise
             self._submitted += 1
