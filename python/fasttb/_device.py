@@ -382,33 +382,29 @@ _lock = threading.Lock()
 _backend_factory: Callable[[], Any] = CudaBackend
 
 
-def pool_bytes() -> int:
-    """The pinned ring's size: ``FASTTB_PINNED_BYTES`` (a byte count), 64 MiB by default."""
-    text = os.environ.get("FASTTB_PINNED_BYTES")
+def _bytes_setting(name: str, default: int, minimum: int) -> int:
+    """A byte count from the environment variable ``name`` (``default`` when unset or empty)."""
+    text = os.environ.get(name)
     if not text:
-        return DEFAULT_POOL_BYTES
+        return default
     try:
         value = int(float(text))
     except ValueError:
-        raise ValueError(f"FASTTB_PINNED_BYTES: expected a number of bytes, got {text!r}") from None
-    if value < ALIGN:
-        raise ValueError(f"FASTTB_PINNED_BYTES: at least {ALIGN} bytes, got {value}")
+        raise ValueError(f"{name}: expected a number of bytes, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name}: at least {minimum} bytes, got {value}")
     return value
+
+
+def pool_bytes() -> int:
+    """The pinned ring's size: ``FASTTB_PINNED_BYTES`` (a byte count), 64 MiB by default."""
+    return _bytes_setting("FASTTB_PINNED_BYTES", DEFAULT_POOL_BYTES, ALIGN)
 
 
 def side_copy_bytes() -> int:
     """The size from which a tensor goes to the host on a side stream, through a snapshot:
     ``FASTTB_SIDE_COPY_BYTES`` (a byte count), 1 MiB by default."""
-    text = os.environ.get("FASTTB_SIDE_COPY_BYTES")
-    if not text:
-        return DEFAULT_SIDE_COPY_BYTES
-    try:
-        value = int(float(text))
-    except ValueError:
-        raise ValueError(f"FASTTB_SIDE_COPY_BYTES: expected a number of bytes, got {text!r}") from None
-    if value < 0:
-        raise ValueError(f"FASTTB_SIDE_COPY_BYTES: expected a number of bytes, got {value}")
-    return value
+    return _bytes_setting("FASTTB_SIDE_COPY_BYTES", DEFAULT_SIDE_COPY_BYTES, 0)
 
 
 def is_device_value(value: Any) -> bool:
@@ -421,6 +417,17 @@ def is_device_value(value: Any) -> bool:
             type(value).__module__.startswith("torch") and getattr(value, "is_cuda", False) is True):
         return False
     return _get().backend.owns(value)
+
+
+def is_device_scalar(value: Any) -> bool:
+    """A device value with one element: what the scalar calls copy."""
+    return is_device_value(value) and value.numel() == 1
+
+
+def is_device_array(value: Any) -> bool:
+    """A device value with elements: what add_histogram and add_image(s) copy (an empty tensor
+    takes the CPU path, which has nothing to copy)."""
+    return is_device_value(value) and value.numel() > 0
 
 
 def on_waiter_thread() -> bool:

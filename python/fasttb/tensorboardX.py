@@ -563,7 +563,7 @@ class SummaryWriter(_Base):
         tensor is copied without a device sync and logged in its place once it lands (see
         fasttb._device), as the torch dialect's add_scalar does."""
         tag = clean_tag(tag)
-        on_device = _device.is_device_value(scalar_value) and scalar_value.numel() == 1
+        on_device = _device.is_device_scalar(scalar_value)
         value = 0.0 if on_device else to_float(scalar_value)
         step = to_step(self._step(global_step))
         wall_time = to_walltime(self._walltime(walltime))
@@ -615,7 +615,7 @@ class SummaryWriter(_Base):
                 run_dir = os.path.join(base, main_tag, key)
             except TypeError:
                 raise TypeError(f"main_tag, tag_scalar_dict keys: expected str, got {main_tag!r}, {key!r}") from None
-            if defer and _device.is_device_value(scalar_value) and scalar_value.numel() == 1:
+            if defer and _device.is_device_scalar(scalar_value):
                 entries.append((run_dir, key, None))
                 on_device.append(scalar_value)
             else:
@@ -722,7 +722,7 @@ class SummaryWriter(_Base):
         background thread; other ``bins`` (an int, a numpy estimator name such as ``"auto"``,
         or edges) are computed with numpy; ``max_bins`` merges neighbouring buckets."""
         tag = clean_tag(tag)
-        if not (_device.is_device_value(values) and values.numel() > 0):
+        if not _device.is_device_array(values):
             values = to_array(values, "values")  # CUDA tensors: copied without a sync, below
         if isinstance(bins, str) and bins == "tensorflow" and self._custom_bins is not None:
             bins = self._custom_bins
@@ -761,7 +761,7 @@ class SummaryWriter(_Base):
         tensorboardX does (keep floats in [0, 1]). Grey becomes RGB; the PNG is encoded on the
         background thread."""
         tag = clean_tag(tag)
-        if not (_device.is_device_value(img_tensor) and img_tensor.numel() > 0):
+        if not _device.is_device_array(img_tensor):
             img_tensor = _to_uint8(to_array(img_tensor, "img_tensor"))  # CUDA: once copied
         _Base.add_image(self, tag, img_tensor, self._step(global_step), self._walltime(walltime), dataformats)
 
@@ -791,7 +791,7 @@ class SummaryWriter(_Base):
             dataformats = "N" + dataformats
         tag = clean_tag(tag)
         step, walltime = self._step(global_step), self._walltime(walltime)
-        on_device = _device.is_device_value(img_tensor) and img_tensor.numel() > 0
+        on_device = _device.is_device_array(img_tensor)
         pixels = img_tensor if on_device else _to_uint8(to_array(img_tensor, "img_tensor"))
         if isinstance(dataformats, str) and len(dataformats) == 4 and pixels.ndim == 4:
             _, index = _layout(tuple(pixels.shape), dataformats)

@@ -590,7 +590,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
                 default data server does not show double-precision scalars.)
         """
         kind = (2 if double_precision else 1) if new_style else 0
-        if _device.is_device_value(scalar_value) and scalar_value.numel() == 1:
+        if _device.is_device_scalar(scalar_value):
             tag = to_tag(tag)
             step = to_step(global_step)
             wall_time = to_walltime(walltime)
@@ -621,7 +621,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         on_device: List[Any] = []  # CUDA values, copied without a sync (their place: None)
         for key, v in tag_scalar_dict.items():
             key = to_tag(key, "tag_scalar_dict key")
-            if _device.is_device_value(v) and v.numel() == 1:
+            if _device.is_device_scalar(v):
                 values.append((key, None))
                 on_device.append(v)
             else:
@@ -673,7 +673,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
         core = self._main()
-        if _device.is_device_value(values) and values.numel() > 0:
+        if _device.is_device_array(values):
             self._defer(core, [values],
                         lambda a: self._histogram_to(core, tag, a[0], step, bins, wall_time, max_bins))
             return
@@ -728,7 +728,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         """Log one image: an array or tensor laid out as ``dataformats`` (``CHW``, ``HWC``,
         ``HW``, ...), uint8 as is or float in [0, 1] (scaled by 255 and clipped). Grayscale is
         stored as RGB. The PNG is encoded on the background thread."""
-        if _device.is_device_value(img_tensor) and img_tensor.numel() > 0:
+        if _device.is_device_array(img_tensor):
             tag = to_tag(tag)
             step = to_step(global_step)
             wall_time = to_walltime(walltime)
@@ -770,7 +770,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         dataformats: str = "NCHW",
     ) -> None:
         """Log a batch of images tiled into one grid image, 8 per row (``NCHW`` or ``NHWC``)."""
-        if _device.is_device_value(img_tensor) and img_tensor.numel() > 0:
+        if _device.is_device_array(img_tensor):
             tag = to_tag(tag)
             step = to_step(global_step)
             wall_time = to_walltime(walltime)
