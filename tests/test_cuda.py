@@ -42,28 +42,38 @@ class NoSync:
 
 
 def on_device(values: list) -> list:
-    """CUDA copies of numpy arrays, made before NoSync (a host-to-device copy synchronises)."""
-    return [torch.from_numpy(np.ascontiguousarray(v)).cuda() for v in values]
+    """CUDA copies of numpy arrays and CPU tensors, made before NoSync (a host-to-device copy
+    synchronises)."""
+    return [v.cuda() if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v)).cuda()
+            for v in values]
+
+
+def logs_as_the_cpu_does(tmp_path, writer, log) -> None:
+    """Runs ``log(w, wrap)`` on a probe writer that keeps each value given to ``wrap``, then on a
+    writer given CUDA copies of them inside NoSync, then on one given the values themselves;
+    the last two must write the same records."""
+    captured: list = []
+    with writer(str(tmp_path / "probe")) as probe:
+        log(probe, lambda a: captured.append(a) or a)
+    tensors = iter(on_device(captured))
+    ours, cpu = str(tmp_path / "cuda"), str(tmp_path / "cpu")
+    w = writer(ours)
+    with NoSync():
+        log(w, lambda a: next(tensors))
+    w.close()
+    with writer(cpu) as c:
+        log(c, lambda a: a)
+    same_records(ours, cpu)
 
 
 def test_cuda_values_are_logged_without_a_sync_and_match_the_cpu(tmp_path):
-    captured: list = []
-    with SummaryWriter(str(tmp_path / "probe")) as probe:  # the arrays log_everything logs
-        log_everything(probe, lambda a: captured.append(a) or a)
-    tensors = iter(on_device(captured))
-    ours, cpu = str(tmp_path / "cuda"), str(tmp_path / "cpu")
-    w = SummaryWriter(ours)
-    with NoSync():
-        log_everything(w, lambda a: next(tensors))
-        w.add_scalar("bf16", bf16 := torch.tensor(1.7, dtype=torch.bfloat16, device="cuda"), 0,
-                     walltime=1.0)
-        w.add_histogram("bf16_h", bf16.expand(10), 0, walltime=2.0)
-    w.close()
-    with SummaryWriter(cpu) as c:
-        log_everything(c, lambda a: a)
-        c.add_scalar("bf16", torch.tensor(1.7, dtype=torch.bfloat16), 0, walltime=1.0)
-        c.add_histogram("bf16_h", torch.tensor(1.7, dtype=torch.bfloat16).expand(10), 0, walltime=2.0)
-    same_records(ours, cpu)
+    def log(w, wrap) -> None:
+        log_everything(w, wrap)
+        bf16 = wrap(torch.tensor(1.7, dtype=torch.bfloat16))
+        w.add_scalar("bf16", bf16, 0, walltime=1.0)
+        w.add_histogram("bf16_h", bf16.expand(10), 0, walltime=2.0)  # a view with stride 0
+
+    logs_as_the_cpu_does(tmp_path, SummaryWriter, log)
 
 
 def test_the_tensorboardx_dialect_logs_cuda_tensors_without_a_sync(tmp_path):
@@ -73,18 +83,7 @@ def test_the_tensorboardx_dialect_logs_cuda_tensors_without_a_sync(tmp_path):
         log_tensorboardx_scalars(w, wrap)
         log_tensorboardx_pictures(w, wrap)
 
-    captured: list = []
-    with TensorboardXWriter(str(tmp_path / "probe")) as probe:
-        log(probe, lambda a: captured.append(a) or a)
-    tensors = iter(on_device(captured))
-    ours, cpu = str(tmp_path / "cuda"), str(tmp_path / "cpu")
-    w = TensorboardXWriter(ours)
-    with NoSync():
-        log(w, lambda a: next(tensors))
-    w.close()
-    with TensorboardXWriter(cpu) as c:
-        log(c, lambda a: a)
-    same_records(ours, cpu)
+    logs_as_the_cpu_does(tmp_path, TensorboardXWriter, log)
 
 
 def test_the_value_logged_is_the_value_at_the_call(tmp_path):

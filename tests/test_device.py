@@ -98,18 +98,26 @@ def log_everything(w: SummaryWriter, wrap) -> None:
     w.add_scalar("a", 9.0, 6, walltime=t + 14)
 
 
-def test_device_values_keep_call_order_and_match_logging_from_the_cpu(fake, tmp_path):
-    fake.auto = False  # no copy lands until the test says so
+def held_then_compared(fake, tmp_path, writer, log):
+    """Logs ``log(w, FakeTensor)`` while no copy lands and checks that the file waits at the first
+    call's hold; lets the copies land, logs the same values from numpy into a second run, and
+    checks that both hold the same records. Returns the two writers and the device run's runs."""
+    fake.auto = False
     ours, cpu = str(tmp_path / "device"), str(tmp_path / "cpu")
-    w = SummaryWriter(ours)
-    log_everything(w, FakeTensor)
+    w = writer(ours)
+    log(w, FakeTensor)
     time.sleep(0.3)  # time enough for the worker to write what it may (it writes when idle)
     assert runs(ours).get(".", [])[1:] == []  # it waits at the first call's hold
     fake.release_all()
     w.close()
-    with SummaryWriter(cpu) as c:
-        log_everything(c, lambda a: a)
-    assert sorted(same_records(ours, cpu)) == [".", "s_x", "s_y", "s_z"]
+    with writer(cpu) as c:
+        log(c, lambda a: a)
+    return w, c, same_records(ours, cpu)
+
+
+def test_device_values_keep_call_order_and_match_logging_from_the_cpu(fake, tmp_path):
+    w, _, device_runs = held_then_compared(fake, tmp_path, SummaryWriter, log_everything)
+    assert sorted(device_runs) == [".", "s_x", "s_y", "s_z"]
     assert w.stats()["dropped"] == 0
 
 
@@ -597,21 +605,11 @@ def log_tensorboardx_scalars(w, wrap) -> None:
 def test_the_tensorboardx_dialect_takes_device_scalars_too(fake, tmp_path):
     from fasttb.tensorboardX import SummaryWriter as TensorboardXWriter
 
-    fake.auto = False
-    ours, cpu = str(tmp_path / "device"), str(tmp_path / "cpu")
-    w = TensorboardXWriter(ours)
-    log_tensorboardx_scalars(w, FakeTensor)
-    time.sleep(0.3)
-    assert runs(ours).get(".", [])[1:] == []  # waits at the first call's hold
-    fake.release_all()
-    w.close()
-    with TensorboardXWriter(cpu) as c:
-        log_tensorboardx_scalars(c, lambda a: a)
-    a = same_records(ours, cpu)
+    w, c, a = held_then_compared(fake, tmp_path, TensorboardXWriter, log_tensorboardx_scalars)
     assert sorted(a) == [".", "s/x", "s/y", "s/z"]
     assert len(a["."]) == 1 + 2 + len(DTYPES) + 4
-    dialect_dicts = [{os.path.relpath(k, d): v for k, v in writer.scalar_dict.items()}
-                     for writer, d in ((w, ours), (c, cpu))]
+    dialect_dicts = [{os.path.relpath(k, str(tmp_path / d)): v for k, v in writer.scalar_dict.items()}
+                     for writer, d in ((w, "device"), (c, "cpu"))]
     assert dialect_dicts[0] == dialect_dicts[1] and dialect_dicts[0]["s/y"][1] == [1_700_000_007.0, 5, 7.5]
 
     w = TensorboardXWriter(str(tmp_path / "error"))
@@ -650,18 +648,9 @@ def log_tensorboardx_pictures(w, wrap) -> None:
 def test_the_tensorboardx_dialect_takes_device_histograms_and_images(fake, tmp_path):
     from fasttb.tensorboardX import SummaryWriter as TensorboardXWriter
 
-    fake.auto = False
-    ours, cpu = str(tmp_path / "device"), str(tmp_path / "cpu")
-    w = TensorboardXWriter(ours)
-    log_tensorboardx_pictures(w, FakeTensor)
-    assert len(fake.tickets) == 9  # each device value was copied, none converted here
-    time.sleep(0.3)
-    assert runs(ours).get(".", [])[1:] == []  # waits at the first call's hold
-    fake.release_all()
-    w.close()
-    with TensorboardXWriter(cpu) as c:
-        log_tensorboardx_pictures(c, lambda a: a)
-    assert len(same_records(ours, cpu)["."]) == 1 + 11
+    _, _, device_runs = held_then_compared(fake, tmp_path, TensorboardXWriter, log_tensorboardx_pictures)
+    assert len(fake.tickets) == 9  # each device value was copied, none converted on the caller
+    assert len(device_runs["."]) == 1 + 11
 
     with TensorboardXWriter(str(tmp_path / "off"), write_to_disk=False) as off:
         log_tensorboardx_pictures(off, FakeTensor)
