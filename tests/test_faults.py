@@ -233,6 +233,73 @@ def test_a_removed_run_directory_is_reported_at_exit(tmp_path):
     assert logdir in result.stderr
 
 
+# Descriptors: a quarter of RLIMIT_NOFILE at most stays open; past it a file is closed after each
+# write and found again by name for the next.
+FEW_DESCRIPTORS = """
+import os, resource
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+"""
+
+
+def test_many_add_scalars_keys_stay_within_the_open_file_limit(tmp_path):
+    # 300 keys make 300 event files; under a limit of 64 descriptors, each kept open ran out at
+    # the 60th (EMFILE, and nothing of the call was written). torch's writer logs them all.
+    result = run_child(FEW_DESCRIPTORS + dedent(f"""
+        import fasttb
+        w = fasttb.SummaryWriter({str(tmp_path)!r})
+        most = 0
+        for step in range(3):
+            w.add_scalars("acc", {{f"c{{i}}": i + step / 4 for i in range(300)}}, step)
+            w.flush()
+            most = max(most, open_fds())
+        w.close()
+        print(most)
+        """))
+    assert int(result.stdout) < 64
+    for i in range(300):
+        events = read_events(str(tmp_path / f"acc_c{i}"))
+        assert [(e.step, e.summary.value[0].simple_value) for e in events[1:]] == \
+            [(step, np.float32(i + step / 4)) for step in range(3)]
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+def test_a_parked_file_removed_is_raised(tmp_path, how):
+    # A file without its descriptor cannot be checked by fstat: it is looked up by name and
+    # inode. A run directory removed (or removed and made again with a file of the same name)
+    # while its file is parked fails that run as it fails an open one.
+    result = run_child(FEW_DESCRIPTORS + dedent(f"""
+        import errno, os, shutil, sys, fasttb
+        w = fasttb.SummaryWriter({str(tmp_path)!r})
+        w.add_scalars("acc", {{f"c{{i}}": 1.0 for i in range(40)}}, 0)
+        w.flush()
+        run = os.path.join({str(tmp_path)!r}, "acc_c39")  # the last made: over the budget
+        name = os.listdir(run)[0]
+        shutil.rmtree(run)
+        if {how!r} == "replaced":
+            os.mkdir(run)
+            open(os.path.join(run, name), "wb").close()
+        try:
+            w.add_scalars("acc", {{f"c{{i}}": 2.0 for i in range(40)}}, 1)
+            w.flush()
+        except FileNotFoundError as exc:
+            assert exc.errno == errno.ENOENT and exc.filename == os.path.join(run, name), exc
+        else:
+            sys.exit("not raised")
+        try:
+            w.close()  # a failed run raises at every call, close() included
+        except FileNotFoundError:
+            pass
+        else:
+            sys.exit("close() did not raise")
+        """))
+    assert result.returncode == 0
+    for i in range(39):  # the other runs have both steps
+        events = read_events(str(tmp_path / f"acc_c{i}"))
+        assert [e.summary.value[0].simple_value for e in events[1:]] == [1.0, 2.0]
+
+
 def test_control_records_get_through_a_queue_over_its_bound(tmp_path):
     # One item larger than the whole bound puts the queue over it. A new file's first record and
     # a dropped writer's close must still get through (before: refused, and the refusal ignored).

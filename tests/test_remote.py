@@ -155,6 +155,29 @@ def test_segments_are_cut_by_size_and_age_without_flush(spool, monkeypatch):
     assert max(sizes) < 4096 + 200 * 45
 
 
+def test_segments_of_many_runs_within_the_open_file_limit(tmp_path, spool):
+    # 120 add_scalars keys under a limit of 64 descriptors: most runs' files are parked (closed
+    # between writes) and segments are still cut, started and uploaded whole.
+    local, copy = str(tmp_path / "local"), str(tmp_path / "downloaded")
+    run_child(f"""
+        import resource, sys, fsspec
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from test_remote import download, fresh_url
+        from fasttb import SummaryWriter
+        url = fresh_url()
+        for w in (SummaryWriter({local!r}), SummaryWriter(url)):
+            for step in range(4):
+                w.add_scalars("acc", {{f"c{{i}}": i + step for i in range(120)}}, step)
+                w.flush()  # each flush ends a segment of every remote run
+            w.close()
+        download(url, {copy!r})
+        """)
+    assert len(runs(local)) == 121
+    assert runs(copy) == runs(local)
+    assert all(len(runs(copy)[f"acc_c{i}"]) == 4 for i in range(120))
+
+
 def test_file_urls_are_local_paths(tmp_path, spool):
     target = tmp_path / "run"
     w = SummaryWriter(f"file://{target}")

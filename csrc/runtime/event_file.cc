@@ -1,10 +1,13 @@
 // Event file I/O; see event_file.h.
 #include "runtime/event_file.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
 #include <new>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +20,12 @@ namespace {
 // How often a busy file is checked for having been removed: a fstat costs about a microsecond,
 // and a removed run directory should be reported to the caller within a few of its calls.
 constexpr double kNameCheckSecs = 0.01;
+
+// Event file descriptors open in this process. Changed by the worker, and by a caller creating
+// its writer's file; read by the worker to decide whether a file gives its descriptor back.
+std::atomic<int> g_open_files{0};
+
+constexpr int kOpenFlags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_APPEND;
 
 // The end of the last whole record among the first `written` bytes of `buffer`, and how many
 // records end there. The buffer holds whole framed records only.
@@ -38,7 +47,7 @@ size_t complete_prefix(const std::string& buffer, size_t written, uint64_t* reco
 
 EventFile* EventFile::create(const std::string& path, double flush_secs,
                              std::shared_ptr<FileState>* state, int* err) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_APPEND, 0666);
+    const int fd = ::open(path.c_str(), kOpenFlags, 0666);
     if (fd < 0) {
         *err = errno;
         return nullptr;
@@ -78,21 +87,88 @@ int make_parent_directories(const std::string& path) {
 }  // namespace
 
 void EventFile::open_now(double now) {
-    if (fd_ >= 0 || failed_) return;
+    if (fd_ >= 0 || parked_ || failed_) return;
     const std::string& path = state_->path;
     int err = make_parent_directories(path);
     if (!err) {
-        fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_APPEND, 0666);
-        if (fd_ < 0) err = errno;
+        const int fd = ::open(path.c_str(), kOpenFlags, 0666);
+        if (fd < 0) err = errno;
+        else opened(fd);
     }
     if (err) fail(err, "cannot create event file", false, now);
+    else park_if_over_budget(now);
 }
 
+int EventFile::open_file_budget() {
+    static const int budget = [] {
+        struct rlimit limit;
+        if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1024;
+        return static_cast<int>(std::clamp<rlim_t>(limit.rlim_cur / 4, 8, 1 << 16));
+    }();
+    return budget;
+}
+
+int EventFile::open_files() { return g_open_files.load(std::memory_order_relaxed); }
+
 EventFile::EventFile(int fd, double flush_secs, std::shared_ptr<FileState> state)
-    : fd_(fd), flush_secs_(flush_secs), state_(std::move(state)) {}
+    : fd_(fd), flush_secs_(flush_secs), state_(std::move(state)) {
+    if (fd_ >= 0) g_open_files.fetch_add(1, std::memory_order_relaxed);
+}
 
 EventFile::~EventFile() {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) {
+        ::close(fd_);
+        g_open_files.fetch_sub(1, std::memory_order_relaxed);
+    }
+}
+
+void EventFile::opened(int fd) {
+    fd_ = fd;
+    g_open_files.fetch_add(1, std::memory_order_relaxed);
+}
+
+void EventFile::park_if_over_budget(double now) {
+    if (fd_ < 0 || failed_ || open_files() <= open_file_budget()) return;
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) {
+        fail(errno, "cannot stat event file", false, now);
+        return;
+    }
+    device_ = static_cast<uint64_t>(st.st_dev);
+    inode_ = static_cast<uint64_t>(st.st_ino);
+    const int fd = fd_;
+    fd_ = -1;
+    g_open_files.fetch_sub(1, std::memory_order_relaxed);
+    parked_ = true;
+    if (::close(fd) != 0) fail(errno, "cannot close event file", false, now);
+}
+
+// Inode numbers are reused at once, so a file made in the parked one's place is told apart by
+// its size as well: only this file's writes change it.
+bool EventFile::same_file(const struct stat& st) const {
+    return static_cast<uint64_t>(st.st_dev) == device_ && static_cast<uint64_t>(st.st_ino) == inode_ &&
+           static_cast<uint64_t>(st.st_size) == size_;
+}
+
+// A parked file removed, or replaced by another of the same name, has lost its records' place:
+// that fails it as a removed open file does.
+bool EventFile::reopen(double now) {
+    const int fd = ::open(disk_path().c_str(), O_WRONLY | O_CLOEXEC | O_APPEND);
+    if (fd < 0) {
+        const int err = errno;
+        fail(err, err == ENOENT ? "event file was removed" : "cannot open event file", false, now);
+        return false;
+    }
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || !same_file(st)) {
+        ::close(fd);
+        fail(ENOENT, "event file was removed", false, now);
+        return false;
+    }
+    parked_ = false;
+    opened(fd);
+    last_name_check_ = now;  // just found by its name
+    return true;
 }
 
 void EventFile::fail(int err, const char* context, bool keep_buffered, double now,
@@ -127,7 +203,10 @@ void EventFile::write_failed(int err, size_t written) {
 
 void EventFile::write_out(double now) {
     last_write_ = now;
-    if (failed_ || fd_ < 0) return;  // not open: its open item failed the file first
+    if (failed_) return;
+    if (fd_ < 0) {  // parked, or never opened: its open item failed the file first
+        if (!parked_ || buffer_.empty() || !reopen(now)) return;
+    }
     if (!buffer_.empty()) {
         const char* p = buffer_.data();
         size_t left = buffer_.size();
@@ -149,26 +228,36 @@ void EventFile::write_out(double now) {
         if (buffer_.capacity() > (8u << 20)) std::string().swap(buffer_);  // after a burst of images
     }
     if (now - last_name_check_ >= kNameCheckSecs) check_name(now);
+    park_if_over_budget(now);
 }
 
 void EventFile::check_name(double now) {
     last_name_check_ = now;
     struct stat st;
-    if (::fstat(fd_, &st) == 0 && st.st_nlink == 0) fail(ENOENT, "event file was removed", false, now);
+    if (fd_ >= 0) {
+        if (::fstat(fd_, &st) == 0 && st.st_nlink == 0) fail(ENOENT, "event file was removed", false, now);
+    } else if (parked_) {
+        if (::stat(disk_path().c_str(), &st) != 0 || !same_file(st))
+            fail(ENOENT, "event file was removed", false, now);
+    }
 }
 
 void EventFile::flush(double now) {
     write_out(now);
-    if (!failed_ && fd_ >= 0) check_name(now);
+    if (!failed_) check_name(now);
 }
 
 void EventFile::rotate(std::string next_path, bool with_source, double now) {
     if (failed_) return;
-    if (fd_ >= 0) {
+    if (fd_ >= 0 || parked_) {
         flush(now);
         if (failed_) return;
+        parked_ = false;
+    }
+    if (fd_ >= 0) {
         const int fd = fd_;
         fd_ = -1;
+        g_open_files.fetch_sub(1, std::memory_order_relaxed);
         if (::close(fd) != 0) {
             fail(errno, "cannot close event file", false, now);
             return;
@@ -182,23 +271,29 @@ void EventFile::rotate(std::string next_path, bool with_source, double now) {
 
 void EventFile::start_segment(double now) {
     awaiting_segment_ = false;
-    fd_ = ::open(next_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_APPEND, 0666);
-    if (fd_ < 0) {
+    const int fd = ::open(next_path_.c_str(), kOpenFlags, 0666);
+    if (fd < 0) {
         fail(errno, "cannot create event file", false, now, next_path_);
         return;
     }
+    opened(fd);
     segment_path_.swap(next_path_);
     last_name_check_ = now;
     const size_t start = begin_record(buffer_);
     encode_file_version_event(buffer_, now, 0, next_with_source_);
     end_record(buffer_, start);
     record_added();
+    park_if_over_budget(now);
 }
 
 void EventFile::close(double now) {
     flush(now);
-    if (fd_ >= 0 && ::close(fd_) != 0 && !failed_) fail(errno, "cannot close event file", false, now);
+    parked_ = false;
+    if (fd_ < 0) return;
+    const int fd = fd_;
     fd_ = -1;
+    g_open_files.fetch_sub(1, std::memory_order_relaxed);
+    if (::close(fd) != 0 && !failed_) fail(errno, "cannot close event file", false, now);
 }
 
 }  // namespace fasttb

@@ -1,5 +1,10 @@
 // One event file on disk. It is opened on the caller's thread (so that a bad path fails at once,
 // where the caller can see it); from then on only the worker touches its descriptor and buffer.
+//
+// Descriptors are bounded: a run with many add_scalars keys has an event file per key, and a
+// descriptor each would run into the process's open-file limit (1024 by default). Past a quarter
+// of that limit, a file is closed after each write (parked) and opened again, by name, for the
+// next; torch's writer opens and closes every file for every write.
 #pragma once
 
 #include <atomic>
@@ -9,6 +14,8 @@
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include <sys/stat.h>
 
 namespace fasttb {
 
@@ -55,6 +62,15 @@ public:
 
     bool in_dirty_list = false;  // the engine's list of files with records to write
 
+    // How many event files may keep their descriptor open: a quarter of RLIMIT_NOFILE, read once.
+    static int open_file_budget();
+    // Event file descriptors open in this process (every thread's).
+    static int open_files();
+
+    // Closes the descriptor when more files are open than the budget allows (the file is then
+    // parked). By the file's owner: the worker, or the caller that created it, before queueing.
+    void park_if_over_budget(double now);
+
     std::string& buffer() { return buffer_; }
     void record_added() { ++pending_records_; }
     bool failed() const { return failed_; }
@@ -89,8 +105,15 @@ private:
     EventFile(int fd, double flush_secs, std::shared_ptr<FileState> state);
     void check_name(double now);
     void write_failed(int err, size_t written);
+    void opened(int fd);  // counts the descriptor
+    bool reopen(double now);  // the parked file by name, if it is still the same file
+    bool same_file(const struct stat& st) const;
+    const std::string& disk_path() const { return segment_path_.empty() ? state_->path : segment_path_; }
 
-    int fd_;  // -1 until open_now() for a file made by create_later()
+    int fd_;  // -1 until open_now() for a file made by create_later(), and while parked
+    bool parked_ = false;  // created, and closed to save a descriptor; reopened for its next write
+    uint64_t device_ = 0;  // the parked file's identity, to tell it from one made in its place
+    uint64_t inode_ = 0;
     bool failed_ = false;
     double flush_secs_;
     double last_write_ = 0;

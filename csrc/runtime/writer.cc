@@ -56,6 +56,7 @@ std::shared_ptr<EventWriter> EventWriter::open(const std::string& path, double f
         return nullptr;
     }
     w->file_ = file;
+    if (!later) file->park_if_over_budget(wall_time);  // still ours: nothing names it in the queue yet
     first->wall_time = wall_time;
     first->with_source = with_source;
     if (opener) engine->push_control(opener, false);
