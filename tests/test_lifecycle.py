@@ -243,3 +243,37 @@ def test_a_writer_dropped_without_close_is_closed_in_the_background(tmp_path):
     while path in open_files() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert path not in open_files()
+
+
+@pytest.mark.parametrize("dialect", ["torch", "tensorboardX"])
+def test_a_relative_log_dir_stays_where_it_was_when_the_directory_changes(tmp_path, dialect):
+    # The worker opens hparams runs and embedding side files after the call has returned; with a
+    # relative log dir it opened them in whatever directory the process had moved to by then
+    # (and close() raised FileNotFoundError). The stock writers open them during the call.
+    name = "run_name" if dialect == "torch" else "name"
+
+    def tree(writer: str) -> list:
+        root = tmp_path / writer
+        (root / "moved").mkdir(parents=True)
+        run_child(f"""
+            import os, warnings
+            import numpy as np
+            warnings.simplefilter("ignore")
+            os.chdir({str(root)!r})
+            from {writer} import SummaryWriter
+            w = SummaryWriter("runs/x")
+            w.add_embedding(np.ones((3, 2)), metadata=["p", "q", "r"], global_step=1)
+            w.add_hparams({{"lr": 0.1}}, {{"acc": 0.5}}, {name}="hp")
+            os.chdir("moved")  # (add_scalars then breaks torch's writer, so it is left out)
+            w.close()
+            """)
+        return sorted(os.path.relpath(os.path.join(here, n), root).split(".tfevents.")[0]
+                      for here, _, names in os.walk(root) for n in names)
+
+    stock = "torch.utils.tensorboard" if dialect == "torch" else "tensorboardX"
+    ours = "fasttb" if dialect == "torch" else "fasttb.tensorboardX"
+    expected = tree(stock)
+    assert "runs/x/hp/events.out" in expected and "runs/x/projector_config.pbtxt" in expected
+    assert tree(ours) == expected
+    hp = read_events(str(tmp_path / ours / "runs" / "x" / "hp"))
+    assert [v.simple_value for e in hp for v in e.summary.value if v.tag == "acc"] == [0.5]

@@ -8,6 +8,7 @@ instance of the exception type the stock writer raises for the same input, so ex
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -31,6 +32,12 @@ class ArgumentOverflowError(ValueError, OverflowError):
 
 class ArgumentZeroDivisionError(ValueError, ZeroDivisionError):
     """A zero where the stock writer divides by it (and raises ZeroDivisionError)."""
+
+
+def worker_path(path: str) -> bytes:
+    """`path` for the worker, which opens it after the call has returned: made absolute now, as
+    the stock writer's own open would see it, whatever the working directory is by then."""
+    return os.fsencode(os.path.abspath(path))
 
 
 def _is_torch_tensor(value: Any) -> bool:

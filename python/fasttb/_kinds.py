@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
 
-from ._convert import ArgumentOverflowError, ArgumentShapeError, _is_torch_tensor, make_np, to_step, to_tag, to_walltime
+from ._convert import (ArgumentOverflowError, ArgumentShapeError, _is_torch_tensor, make_np, to_step, to_tag,
+                       to_walltime, worker_path)
 
 if TYPE_CHECKING:
     from .writer import FileWriter
@@ -301,14 +302,14 @@ class KindsMixin:
             os.makedirs(save_path)
         core = self._main()
         if tsv_text is not None:
-            core.write_file(os.fsencode(os.path.join(save_path, "metadata.tsv")), tsv_text.encode("utf-8"))
+            core.write_file(worker_path(os.path.join(save_path, "metadata.tsv")), tsv_text.encode("utf-8"))
         if images is not None:
             if images.shape[1] not in (1, 3):
                 raise ArgumentShapeError("label_img: images must have 1 or 3 channels")
             columns = math.ceil(images.shape[0] ** 0.5)
-            core.write_sprite(os.fsencode(os.path.join(save_path, "sprite.png")),
+            core.write_sprite(worker_path(os.path.join(save_path, "sprite.png")),
                               _for_core(images).reshape(images.shape), columns)
-        tensors_path = os.fsencode(os.path.join(save_path, "tensors.tsv"))
+        tensors_path = worker_path(os.path.join(save_path, "tensors.tsv"))
         if mat.dtype in _CORE_DTYPES:
             core.write_tsv(tensors_path, np.ascontiguousarray(mat))
         else:  # complex, object and text matrices: str() of each element, as the stock writer
@@ -325,7 +326,7 @@ class KindsMixin:
             info.sprite.image_path = f"{subdir}/sprite.png"
             info.sprite.single_image_dim.extend([images.shape[3], images.shape[2]])
         config = text_format.MessageToString(self._projector_config)
-        core.write_file(os.fsencode(os.path.join(log_dir, "projector_config.pbtxt")), config.encode("utf-8"))
+        core.write_file(worker_path(os.path.join(log_dir, "projector_config.pbtxt")), config.encode("utf-8"))
         # A remote run uploads these once the worker has written them.
         file_writer._side_files([os.path.join(save_path, name) for name, wanted in
                                  (("metadata.tsv", tsv_text is not None), ("sprite.png", images is not None),

@@ -46,7 +46,7 @@ import numpy as np
 from . import _core, _device
 from . import writer as _writer
 from ._convert import (ArgumentOverflowError, ArgumentShapeError, ArgumentTypeError,
-                       ArgumentZeroDivisionError, make_np, to_step, to_tag, to_walltime)
+                       ArgumentZeroDivisionError, make_np, to_step, to_tag, to_walltime, worker_path)
 from ._image import ImageFormatError, _layout, image_with_boxes_to_hwc_uint8
 
 __all__ = ["SummaryWriter"]
@@ -1145,10 +1145,10 @@ class SummaryWriter(_Base):
             if sync:
                 _side_file(core, sync, sprite_path, _core.encode_png(_sprite(images, columns)))
             else:
-                core.write_sprite(os.fsencode(sprite_path), _for_core(images), columns)
+                core.write_sprite(worker_path(sprite_path), _for_core(images), columns)
         tensors_path = os.path.join(save_path, "tensors.tsv")
         if mat.dtype in _CORE_DTYPES and not sync:
-            core.write_tsv(os.fsencode(tensors_path), np.ascontiguousarray(mat))
+            core.write_tsv(worker_path(tensors_path), np.ascontiguousarray(mat))
         else:
             text = "".join("\t".join(str(x.item()) for x in row) + "\n" for row in mat)
             _side_file(core, sync, tensors_path, text.encode("utf-8"))
@@ -1345,7 +1345,7 @@ def _side_file(core: Any, sync: bool, path: str, data: bytes) -> None:
         with open(path, "wb") as f:
             f.write(data)
     else:
-        core.write_file(os.fsencode(path), data)
+        core.write_file(worker_path(path), data)
 
 
 def _hparams_summaries(hparam_dict: Dict[str, Any], metric_dict: Dict[str, Any]) -> List[bytes]:

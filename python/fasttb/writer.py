@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 import numpy as np
 
 from . import _core, _device, _distributed, _lifecycle
-from ._convert import ArgumentOverflowError, make_np, to_scalar, to_step, to_tag, to_walltime
+from ._convert import ArgumentOverflowError, make_np, to_scalar, to_step, to_tag, to_walltime, worker_path
 from ._histogram import histogram_request
 from ._image import (figure_to_chw_uint8, image_to_hwc_uint8, image_with_boxes_to_hwc_uint8,
                      images_to_hwc_uint8, native_layout, checked_layout)
@@ -120,8 +120,9 @@ class FileWriter:
         while True:
             path = os.path.join(self._local_dir, _event_file_name(self._suffix))
             try:
-                core = _core.EventWriter(os.fsencode(path), self._flush_secs, self._drop, time.time(),
-                                         self._later, self._source_metadata)
+                core = _core.EventWriter(worker_path(path) if self._later else os.fsencode(path),
+                                         self._flush_secs, self._drop, time.time(), self._later,
+                                         self._source_metadata)
             except FileExistsError:
                 continue  # another writer (maybe tensorboard's, in this process) took the name
             break
@@ -256,8 +257,9 @@ class FileWriter:
                 self._segment_time = int(time.time())
                 path = self._segment_name()
                 try:
-                    core = _core.EventWriter(os.fsencode(path), self._flush_secs, self._drop, time.time(),
-                                             self._later, self._source_metadata)
+                    core = _core.EventWriter(worker_path(path) if self._later else os.fsencode(path),
+                                             self._flush_secs, self._drop, time.time(), self._later,
+                                             self._source_metadata)
                 except FileExistsError:
                     continue
                 break
