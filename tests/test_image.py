@@ -606,6 +606,10 @@ BOXES = np.array([[1, 2, 30, 25], [10.5, 3.25, 18, 40], [-5, -5, 70, 70]], np.fl
         (BOXES.astype(np.int64), ["one", "two", "three"], 2),
         (torch.from_numpy(BOXES), ["one", "two", "three"], 0.5),
         (np.zeros((0, 4)), None, 1.5),
+        # A diverged detector's boxes, and boxes far outside: Pillow draws them, as for the stock writer.
+        (np.array([[np.nan, 3, 20, 25], [1, 2, 30, 25]]), None, 1),
+        (np.array([[0, 0, np.inf, 10]]), None, 1),
+        (np.array([[0, 0, 3e9, 20], [-1e10, 2, 20, 20]]), None, 1),
     ],
 )
 def test_boxes_match_stock(tmp_path, img, dataformats, boxes, labels, rescale):

@@ -337,24 +337,39 @@ def image_with_boxes_to_hwc_uint8(
         raise ValueError(f"rescale: {rescale!r} makes a {new_size[1]}x{new_size[0]} image of 2 GiB or more")
     if count and labels is not None and any(labels):
         pixels = _draw_labelled_boxes(pixels, boxes, labels)
+    elif count and not _drawn_exactly(boxes):
+        pixels = _draw_labelled_boxes(pixels, boxes, [""] * count, "boxes with coordinates that are "
+                                      "not finite or lie beyond 2**31")
     elif count:
         try:
             draw_boxes(pixels, boxes)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise ValueError(f"box_tensor: coordinates must be finite numbers ({exc})") from None
+            raise ValueError(f"box_tensor: coordinates must be numbers ({exc})") from None
     if new_size != (width, height):
         pixels = resize(pixels, *new_size)
     return pixels, height, width
 
 
-def _draw_labelled_boxes(pixels: np.ndarray, boxes: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+def _drawn_exactly(boxes: np.ndarray) -> bool:
+    """Whether draw_boxes gives Pillow's pixels for these boxes: it does for finite coordinates
+    within 32-bit integers. Pillow draws the others (NaN from a diverged model, say) its own way,
+    and the stock writer logs what it draws."""
+    try:
+        corners = np.asarray(boxes[:, :4], dtype=np.float64)
+    except (TypeError, ValueError):
+        return True  # not numbers: draw_boxes says so
+    return bool(np.all(np.abs(corners) < 2.0**31))
+
+
+def _draw_labelled_boxes(pixels: np.ndarray, boxes: np.ndarray, labels: Sequence[str],
+                         what: str = "box labels") -> np.ndarray:
     """Boxes with text labels, drawn with Pillow as the stock writer draws them (the text needs
-    Pillow's font)."""
+    Pillow's font). `what` names the reason in the error when Pillow is missing."""
     try:
         from PIL import Image, ImageDraw, ImageFont
     except ImportError:
-        raise ImportError("labels: writing box labels needs Pillow (pip install Pillow); "
-                          "boxes without labels do not") from None
+        raise ImportError(f"box_tensor: drawing {what} needs Pillow (pip install Pillow); "
+                          "other boxes do not") from None
     image = Image.fromarray(pixels)
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
