@@ -378,6 +378,15 @@ def test_image_scaling_without_clipping(tmp_path, dtype):
     assert len(runs["."]) == 4
 
 
+def test_videos_with_alpha_and_repeated_frames(tmp_path):
+    # tensorboardX (through moviepy) drops alpha, keeps the channel count as the colorspace and
+    # merges a frame that repeats the one before; fasttb refused C = 2 and 4, and kept repeats.
+    frames = (RNG.integers(0, 4, (2, 4, 5, 6, 5)) * 64).astype(np.uint8)
+    repeated = frames[:, [0, 0, 1, 1, 1, 2, 3]]
+    runs = same_records(tmp_path, lambda w: [w.add_video(f"c{c}", repeated[:, :, :c], 1) for c in (2, 3, 4, 5)])
+    assert [v.image.colorspace for e in runs["."] for v in e.summary.value] == [2, 3, 4, 5]
+
+
 def test_pcm_samples_match_soundfile():
     soundfile = pytest.importorskip("soundfile")
     x = np.concatenate([RNG.uniform(-1, 1, 20000), np.arange(-32768, 32769) / 32768,

@@ -28,9 +28,17 @@ struct IndexedFrame {
     std::vector<uint8_t> indices;
 };
 
+// A pixel's colour as the stock writer's GIF shows it: grey from the first channel of one or two
+// (grey and alpha), the first three of more (RGB, alpha and anything further dropped).
 uint32_t rgb_at(const uint8_t* frame, size_t pixel, uint32_t channels) {
     const uint8_t* p = frame + pixel * channels;
-    return channels == 1 ? (uint32_t(p[0]) * 0x010101u) : (uint32_t(p[0]) << 16 | uint32_t(p[1]) << 8 | p[2]);
+    return channels < 3 ? (uint32_t(p[0]) * 0x010101u) : (uint32_t(p[0]) << 16 | uint32_t(p[1]) << 8 | p[2]);
+}
+
+bool same_colors(const uint8_t* a, const uint8_t* b, size_t pixels, uint32_t channels) {
+    for (size_t i = 0; i < pixels; ++i)
+        if (rgb_at(a, i, channels) != rgb_at(b, i, channels)) return false;
+    return true;
 }
 
 // Reduces more than 256 colours to 256 by median cut. `colors` holds each distinct colour once,
@@ -208,8 +216,7 @@ void lzw(const std::vector<uint8_t>& indices, uint32_t min_size, std::string& ou
 
 bool encode_gif(const uint8_t* pixels, uint32_t frames, uint32_t height, uint32_t width,
                 uint32_t channels, double fps, std::string* out) {
-    if (height == 0 || width == 0 || height > 65535 || width > 65535 || (channels != 1 && channels != 3))
-        return false;
+    if (height == 0 || width == 0 || height > 65535 || width > 65535 || channels == 0) return false;
     try {
         std::string gif = "GIF89a";
         put_u16(gif, width);
@@ -223,10 +230,24 @@ bool encode_gif(const uint8_t* pixels, uint32_t frames, uint32_t height, uint32_
         const double hundredths = fps > 0 ? std::round(100.0 / fps) : 0;
         const uint32_t delay = static_cast<uint32_t>(std::clamp(hundredths, 1.0, 65535.0));
         const size_t frame_pixels = size_t(height) * width;
+        const size_t frame_bytes = frame_pixels * channels;
+        size_t last_delay_at = 0;  // where the delay of the frame written last is
+        uint32_t last_delay = 0;
         for (uint32_t f = 0; f < frames; ++f) {
-            const IndexedFrame frame = index_frame(pixels + f * frame_pixels * channels, frame_pixels, channels);
+            const uint8_t* frame_pixels_at = pixels + f * frame_bytes;
+            if (f > 0 && same_colors(frame_pixels_at - frame_bytes, frame_pixels_at, frame_pixels, channels)) {
+                // A frame that repeats the one before lengthens it instead, as Pillow (the stock
+                // writer's GIF encoder) merges it; the delays add up.
+                last_delay = std::min<uint32_t>(last_delay + delay, 65535);
+                gif[last_delay_at] = static_cast<char>(last_delay & 0xff);
+                gif[last_delay_at + 1] = static_cast<char>((last_delay >> 8) & 0xff);
+                continue;
+            }
+            const IndexedFrame frame = index_frame(frame_pixels_at, frame_pixels, channels);
             gif += "\x21\xf9\x04";
             gif += '\x04';  // disposal: leave the frame in place (each frame covers the screen)
+            last_delay_at = gif.size();
+            last_delay = delay;
             put_u16(gif, delay);
             gif += '\0';  // no transparent colour
             gif += '\0';

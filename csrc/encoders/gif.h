@@ -4,7 +4,8 @@
 // exactly: it decodes to its input pixels. A frame with more is reduced to 256 colours by median
 // cut (boxes of colours split at the weighted median of their longest side, each box standing for
 // the mean of its colours), without dithering. The animation loops forever and shows each frame
-// for 1/fps seconds, in the GIF's hundredths of a second (at least one).
+// for 1/fps seconds, in the GIF's hundredths of a second (at least one); a frame that repeats
+// the one before is merged into it (its delay added), as Pillow does for the stock writer.
 #pragma once
 
 #include <cstdint>
@@ -12,8 +13,8 @@
 
 namespace fasttb {
 
-// `frames` frames of height x width pixels with 1 (grey) or 3 (RGB) uint8 channels, one after
-// another. Returns false for shapes a GIF cannot hold (sides over 65535) or when memory runs out.
+// `frames` frames of height x width pixels of `channels` uint8 channels, one after another: one
+// or two (grey, alpha) make a grey GIF, three or more (RGB, alpha, ...) a colour one. Returns false for shapes a GIF cannot hold (sides over 65535) or when memory runs out.
 bool encode_gif(const uint8_t* pixels, uint32_t frames, uint32_t height, uint32_t width,
                 uint32_t channels, double fps, std::string* out);
 

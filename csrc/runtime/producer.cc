@@ -287,8 +287,7 @@ Status push_video(EventWriter& w, std::string_view tag, const uint8_t* pixels, u
     if (frames < 1) return Status::value_error("vid_tensor: holds no frames");
     if (height < 1 || width < 1 || height > 65535 || width > 65535)
         return Status::value_error("vid_tensor: a GIF frame is 1 to 65535 pixels high and wide");
-    if (channels != 1 && channels != 3)
-        return Status::value_error("vid_tensor: frames must have 1 (grey) or 3 (RGB) channels");
+    if (channels < 1) return Status::value_error("vid_tensor: frames have no channels");
     if (!(fps > 0) || !std::isfinite(fps)) return Status::value_error("fps: must be a positive number");
     if (frames > UINT32_MAX) return Status::value_error("vid_tensor: too many frames");
     VideoParams params{};

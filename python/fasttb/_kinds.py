@@ -367,8 +367,9 @@ class KindsMixin:
     def add_video(self, tag: str, vid_tensor: Any, global_step: Optional[int] = None, fps: int = 4,
                   walltime: Optional[float] = None) -> None:
         """Log a batch of videos ``(N, T, C, H, W)`` (uint8, or float in [0, 1]) as one animated
-        GIF, the batch tiled in a grid; C is 1 (grey) or 3 (RGB). The GIF is encoded on the
-        background thread (no moviepy needed): exact for frames of at most 256 colours."""
+        GIF, the batch tiled in a grid; C is 1 (grey), 3 (RGB), or 2 and 4 with alpha, which the
+        GIF drops, as the stock writer's does. The GIF is encoded on the background thread (no
+        moviepy needed): exact for frames of at most 256 colours."""
         tag = to_tag(tag)
         video = make_np(vid_tensor, "vid_tensor")
         if video.ndim != 5:

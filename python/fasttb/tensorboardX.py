@@ -1267,8 +1267,6 @@ def _video_frames(video: np.ndarray, dataformats: Any) -> np.ndarray:
     b, t, c, h, w = v.shape
     if b == 0:
         raise ArgumentShapeError("vid_tensor: the batch holds no videos")
-    if c not in (1, 3):
-        raise ArgumentShapeError(f"vid_tensor: expected 1 or 3 channels, got {c}")
     if v.dtype == np.uint8:
         v = v.astype(np.float32) / np.float32(255.0)
     if b & (b - 1):
