@@ -116,10 +116,11 @@ def test_properties_and_the_log_tree_match_tbparse(logs):
     first = sorted(os.listdir(run))[0]
     pd.testing.assert_frame_equal(SummaryReader(os.path.join(run, first)).scalars,
                                   tbparse.SummaryReader(os.path.join(run, first)).scalars)
-    # The purge: steps >= 20 of the first file are gone, the restart's values are there.
+    # The restart's values are there; as in tbparse, which reads file by file, the restart
+    # (purge_step, in a file of its own) leaves the first file's steps >= 20 in place.
     loss = ours.scalars[ours.scalars.tag == "loss"]
     train_values = set(loss[loss.step >= 20].value)
-    assert {30.0, 31.0} <= train_values and 1.0 / 21 not in train_values
+    assert {30.0, 31.0} <= train_values and float(np.float32(1.0 / 21)) in train_values
 
 
 def test_out_of_order_steps_purge_as_in_event_accumulator(tmp_path):
@@ -149,6 +150,52 @@ def test_out_of_order_steps_purge_as_in_event_accumulator(tmp_path):
     steps = SummaryReader(str(tmp_path)).scalars.groupby("tag").step.apply(list).to_dict()
     assert steps["a"] == [0, 1, 2, 3, 4, 5, 20] and steps["b"] == [0, 1, 2, 3, 4, 5, 6]
 
+
+
+@pytest.mark.parametrize("restart", ["session start", "step back"])
+def test_restarts_purge_what_event_accumulator_purges(tmp_path, restart):
+    # A restart purges scalars, histograms, images and audio at its step or later; EventAccumulator
+    # (and so tbparse) keeps tensors, text among them. fasttb purged text and tensors too.
+    from tensorboard.compat.proto import event_pb2
+    from torch.utils.tensorboard import summary
+
+    records = [] if restart == "step back" else [event_pb2.Event(wall_time=0, file_version="brain.Event:2")]
+
+    def event(step):
+        s = summary.text("note", f"at {step}")
+        s.value.extend(summary.histogram("h", np.arange(step + 3.0), 4).value)
+        s.value.add(tag="loss", simple_value=float(step))
+        records.append(event_pb2.Event(wall_time=1 + step, step=step, summary=s))
+
+    for step in range(6):
+        event(step)
+    if restart == "session start":
+        records.append(event_pb2.Event(wall_time=10, step=3, session_log=event_pb2.SessionLog(
+            status=event_pb2.SessionLog.START)))
+    else:
+        event(2)  # without a file_version, a step that goes back purges that step and later
+    with open(tmp_path / "events.out.tfevents.0.host", "wb") as f:
+        for r in records:
+            f.write(fasttb._core.frame_record(r.SerializeToString()))
+    kinds = ["scalars", "histograms", "text", "tensors"]  # (tbparse keeps one text row without tensors)
+    ours = SummaryReader(str(tmp_path), event_types=set(kinds))
+    theirs = tbparse.SummaryReader(str(tmp_path), event_types=set(kinds))
+    for kind in kinds:
+        pd.testing.assert_frame_equal(getattr(ours, kind), getattr(theirs, kind))
+    assert list(ours.scalars.step) == list(ours.histograms.step) == [0, 1, 2]
+    assert list(ours.text.step) == ([0, 1, 2, 3, 4, 5] if restart == "session start" else [0, 1, 2, 2, 3, 4, 5])
+
+
+def test_many_text_tags(tmp_path):
+    # 4000 text tags: each tag's rows were found by scanning every row (and every tag), so
+    # this took 1.3 s for 5000 tags and 27 s for 20,000; it is now a grouping made once.
+    with fasttb.SummaryWriter(str(tmp_path)) as w:
+        for i in range(4000):
+            w.add_text(f"t{i}", f"v{i}", i % 3)
+    types = {"text", "tensors"}
+    ours = SummaryReader(str(tmp_path), event_types=types).text
+    pd.testing.assert_frame_equal(ours, tbparse.SummaryReader(str(tmp_path), event_types=types).text)
+    assert len(ours) == 4000
 
 def test_images_and_audio_decoded(tmp_path):
     rng = np.random.default_rng(3)

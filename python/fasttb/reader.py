@@ -34,6 +34,7 @@ ALL_EXTRA_COLUMNS = {"dir_name", "file_name", "wall_time", "min", "max", "num", 
 _TEXT_SUFFIX = "/text_summary"
 _SESSION_START_TAG = "_hparams_/session_start_info"
 _KIND = {HISTOGRAMS: 5, IMAGES: 4, AUDIO: 6, TENSORS: 8, TEXT: 8}
+_TENSOR_KIND = 8
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -195,7 +196,9 @@ class EventFile:
         purge_tags = col("purge_tag_list", np.int32)
         for i in range(len(purge_event)):
             expired_s = (s_event < purge_event[i]) & (s_step >= purge_step[i])
-            expired_v = (v_event < purge_event[i]) & (v_step >= purge_step[i])
+            # EventAccumulator never purges tensors (text, PR curves, hparams...): only scalars,
+            # histograms, images and audio.
+            expired_v = (v_event < purge_event[i]) & (v_step >= purge_step[i]) & (v_kind != _TENSOR_KIND)
             if not purge_all[i]:
                 tags = purge_tags[begin[i]:end[i]]
                 expired_s &= np.isin(s_tag, tags)
@@ -217,6 +220,8 @@ class EventFile:
                                        col("metadata_length", np.uint64)):
             self.metadata[self.tags[tag]] = data[int(offset):int(offset) + int(length)]
         self._plugins: Optional[Dict[str, Dict[str, bytes]]] = None
+        self._tag_ids: Optional[Dict[str, int]] = None
+        self._rows: Dict[int, Dict[int, np.ndarray]] = {}  # kind: {tag id: value rows in file order}
 
     @classmethod
     def empty(cls, path: str) -> "EventFile":
@@ -256,13 +261,30 @@ class EventFile:
 
     def values(self, event_type: str, tag: str) -> List[Tuple[int, float, bytes]]:
         """(step, wall_time, payload bytes) of the values of one kind under ``tag``."""
-        ids = [i for i, t in enumerate(self.tags) if t == tag]
-        if not ids:
+        if self._tag_ids is None:
+            self._tag_ids = {}
+            for i, t in enumerate(self.tags):
+                self._tag_ids.setdefault(t, i)
+        tag_id = self._tag_ids.get(tag)
+        if tag_id is None:
             return []
-        rows = np.flatnonzero((self.value_kind == _KIND[event_type]) & (self.value_tag == ids[0]))
+        rows = self._rows_of(_KIND[event_type]).get(tag_id, ())
         data = self.data
         return [(int(self.value_step[i]), float(self.value_wall_time[i]),
                  data[int(self.value_offset[i]):int(self.value_offset[i] + self.value_length[i])]) for i in rows]
+
+    def _rows_of(self, kind: int) -> Dict[int, np.ndarray]:
+        """The value rows of one kind grouped by tag, made once: looking each tag up in every row
+        made reading a file of many tags quadratic."""
+        if kind not in self._rows:
+            picked = np.flatnonzero(self.value_kind == kind)
+            order = np.argsort(self.value_tag[picked], kind="stable")  # stable: file order per tag
+            picked = picked[order]
+            tags = self.value_tag[picked]
+            ids, starts = np.unique(tags, return_index=True)
+            ends = np.append(starts[1:], len(tags))
+            self._rows[kind] = {int(t): picked[a:b] for t, a, b in zip(ids, starts, ends)}
+        return self._rows[kind]
 
     def _session_start_hparams(self) -> Dict[str, Any]:
         content = self.plugin_contents("hparams").get(_SESSION_START_TAG)
@@ -283,13 +305,26 @@ def read_event_file(path: str, skip_corrupt: bool = False, scalars: bool = True,
     """Reads and scans one event file. A corrupt record raises ``CorruptRecordError`` (or, with
     ``skip_corrupt``, is skipped with a ``CorruptRecordWarning``); a record cut short at the end
     is left out silently, as TensorBoard leaves it until the rest is written."""
+    f, skipped = _read_without_warnings(path, skip_corrupt, scalars, values, files)
+    _warn_skipped(path, skipped, stacklevel=3)
+    return f
+
+
+def _read_without_warnings(path: str, skip_corrupt: bool, scalars: bool, values: bool,
+                           files: Any) -> Tuple[EventFile, List[int]]:
+    """read_event_file, returning the offsets of skipped records instead of warning: reader
+    threads must not warn (warnings state is process-wide; catching it on threads corrupts it)."""
     data = files.read(path)
     scan = _core.scan_events(data, scalars, values, skip_corrupt)
     if scan["error"] is not None:
         raise CorruptRecordError(path, scan["error_at"], scan["error"])
-    for offset in scan["skipped"]:
-        warnings.warn(f"{path}: byte {offset}: skipped a corrupt record", CorruptRecordWarning, stacklevel=3)
-    return EventFile(path, data, scan)
+    return EventFile(path, data, scan), list(scan["skipped"])
+
+
+def _warn_skipped(path: str, skipped: List[int], stacklevel: int) -> None:
+    for offset in skipped:
+        warnings.warn(f"{path}: byte {offset}: skipped a corrupt record", CorruptRecordWarning,
+                      stacklevel=stacklevel + 1)
 
 
 # -- decoding values -------------------------------------------------------------------------------
@@ -403,25 +438,21 @@ def scan_tree(paths: Sequence[str], skip_corrupt: bool = False, scalars: bool = 
     sizes = [files.size(p) for p in paths]
     advance = _progress(sum(sizes))
 
-    def one(i: int) -> EventFile:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = read_event_file(paths[i], skip_corrupt, scalars, values, files)
+    def one(i: int) -> Tuple[EventFile, List[int]]:
+        result = _read_without_warnings(paths[i], skip_corrupt, scalars, values, files)
         if advance:
             advance(sizes[i])
-        result._warnings = caught  # type: ignore[attr-defined]  # re-raised on the caller's thread
         return result
 
     workers = threads or min(8, os.cpu_count() or 1, max(1, len(paths)))
     if workers <= 1 or len(paths) <= 1:
-        files = [one(i) for i in range(len(paths))]
+        read = [one(i) for i in range(len(paths))]
     else:
         with ThreadPoolExecutor(workers) as pool:
-            files = list(pool.map(one, range(len(paths))))
-    for f in files:
-        for w in getattr(f, "_warnings", []):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return files
+            read = list(pool.map(one, range(len(paths))))
+    for path, (_, skipped) in zip(paths, read):  # warned here, on the caller's thread
+        _warn_skipped(path, skipped, stacklevel=3)
+    return [f for f, _ in read]
 
 
 class SummaryReader:
