@@ -150,3 +150,39 @@ def test_flush_and_close_from_two_threads(tmp_path):
     assert len(tree) == 2 * trials
     for path, events in tree.items():
         assert [e.summary.value[0].tag for e in events[1:]] == ["x"], path
+
+
+def test_close_while_add_scalar_reads_a_tensor(tmp_path):
+    # Reading a CPU tensor's value (torch's item()) lets the GIL go, and a subclass's item() is
+    # Python: a close() from another thread (or from that Python) in the middle freed the writer
+    # the native add_scalar had looked up before, and the worker crashed (SIGSEGV, 3 runs of 3).
+    # Every call must log, into the file open at its end, as after any close().
+    result = run_child(f"""
+        import threading, time, torch, fasttb
+        root = {str(tmp_path)!r}
+
+        class Closing(torch.Tensor):
+            def item(self):
+                w.close()
+                return super().item()
+
+        w = fasttb.SummaryWriter(root + "/subclass")
+        w.add_scalar("x", torch.tensor(1.0).as_subclass(Closing), 0)
+        w.close()
+        loss, calls = torch.tensor(0.5), 0
+        for r in range(40):
+            w = fasttb.SummaryWriter(root + f"/race/{{r}}")
+            closer = threading.Timer(0.01, w.close)
+            closer.start()
+            end = time.monotonic() + 0.025
+            while time.monotonic() < end:
+                w.add_scalar("loss", loss, calls)
+                calls += 1
+            closer.join()
+            w.close()
+        print(calls)
+        """, timeout=180)
+    [event] = [e for e in read_events(str(tmp_path / "subclass")) if e.summary.value]
+    assert event.summary.value[0].simple_value == 1.0
+    logged = sum(len([e for e in events if e.summary.value]) for events in read_tree(str(tmp_path / "race")).values())
+    assert logged == int(result.stdout)

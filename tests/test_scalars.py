@@ -91,6 +91,34 @@ def test_same_records_as_torch(tmp_path):
             assert a == b, (run, i, event_pb2.Event.FromString(a), event_pb2.Event.FromString(b))
 
 
+
+class MetaTensor(torch.Tensor):
+    """A tensor subclass defined outside torch, as MONAI's MetaTensor is."""
+
+
+def test_tensor_subclasses_from_other_packages(tmp_path):
+    # Tensors were recognised by their type's module name ("torch..."), so a subclass from
+    # another package raised ArgumentTypeError in add_scalars and add_histogram; torch logs it.
+    def log(w, wrap):
+        w.add_scalar("s", wrap(torch.tensor(0.5)), 1, walltime=1.0)
+        w.add_scalar("s", wrap(torch.tensor(0.5)), 2, walltime=1.0, new_style=True)
+        w.add_scalars("m", {"a": wrap(torch.tensor(1.5))}, 1, walltime=1.0)
+        w.add_histogram("h", wrap(torch.arange(10.0)), 1, walltime=1.0)
+        w.add_image("i", wrap(torch.zeros(3, 4, 4)), 1, walltime=1.0)
+
+    with TorchWriter(str(tmp_path / "torch")) as w:
+        log(w, lambda t: t.as_subclass(MetaTensor))
+    with SummaryWriter(str(tmp_path / "fasttb")) as w:
+        log(w, lambda t: t.as_subclass(MetaTensor))
+    theirs, ours = normalized_runs(tmp_path / "torch"), normalized_runs(tmp_path / "fasttb")
+    assert sorted(ours) == sorted(theirs) == [".", "m_a"]
+    assert ours["m_a"] == theirs["m_a"] and len(ours["."]) == len(theirs["."]) == 5
+    for a, b in zip(ours["."], theirs["."]):
+        x, y = event_pb2.Event.FromString(a), event_pb2.Event.FromString(b)
+        for v in list(x.summary.value) + list(y.summary.value):
+            v.image.encoded_image_string = b""  # (PNG encoders differ; the pixels are tested elsewhere)
+        assert x == y
+
 def test_tensorboard_reads_scalars(logdir):
     with SummaryWriter(logdir) as w:
         for step in range(100):

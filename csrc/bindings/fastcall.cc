@@ -35,8 +35,8 @@ struct MethodSpec {
     const char* params[kMaxParams];
     int nparams;
     // 1: queued; 0: not plain, so not handled; -1: a Python error is set. `slot` holds the
-    // arguments by parameter (nullptr where not given). Called with the GIL held and `w` ready.
-    int (*push)(EventWriter* w, PyObject* const* slot);
+    // arguments by parameter (nullptr where not given). Called with the GIL held.
+    int (*push)(NativeWriter* self, PyObject* const* slot);
     PyObject* interned[kMaxParams];  // params, interned once
     PyObject* general_name;
 };
@@ -358,9 +358,18 @@ int reported(const Status& status) {
     return -1;
 }
 
+// The writer's scalar target if a record can be queued to it now, else nullptr (the general path
+// then reopens, or raises). Read after the arguments are converted and nothing more: reading a
+// tensor's value lets the GIL go (torch's item()) or runs Python (a subclass), and another thread
+// may close the writer meanwhile, and free it. From here to the push the GIL is held throughout.
+EventWriter* ready_target(NativeWriter* self) {
+    EventWriter* w = self->target.get();
+    return w && w->ready() ? w : nullptr;
+}
+
 // add_scalar(tag, scalar_value, global_step=None, walltime=None, new_style=False,
 //            double_precision=False); new-style scalars take the general path.
-int push_scalar(EventWriter* w, PyObject* const* slot) {
+int push_scalar(NativeWriter* self, PyObject* const* slot) {
     std::string_view tag;
     double value, wall_time;
     int64_t step;
@@ -369,6 +378,8 @@ int push_scalar(EventWriter* w, PyObject* const* slot) {
         !(as_double(slot[1], &value) || as_foreign_value(slot[1], &value)) ||
         !as_step(slot[2], &step) || !as_wall_time(slot[3], &wall_time))
         return 0;
+    EventWriter* w = ready_target(self);
+    if (!w) return 0;
     Item* item = w->make_item(ItemKind::scalar, tag, 0);
     if (!item) {
         PyErr_NoMemory();
@@ -385,13 +396,15 @@ int push_scalar(EventWriter* w, PyObject* const* slot) {
 }
 
 // add_text(tag, text_string, global_step=None, walltime=None)
-int push_text(EventWriter* w, PyObject* const* slot) {
+int push_text(NativeWriter* self, PyObject* const* slot) {
     std::string_view tag, text;
     double wall_time;
     int64_t step;
     if (!as_utf8(slot[0], &tag) || !as_utf8(slot[1], &text) || !as_step(slot[2], &step) ||
         !as_wall_time(slot[3], &wall_time))
         return 0;
+    EventWriter* w = ready_target(self);
+    if (!w) return 0;
     // push_bytes pins the writer before it lets the GIL go (a long copy, a wait for room); the
     // text's buffer belongs to the str, which the caller holds for the whole call.
     PythonLock lock;
@@ -441,9 +454,8 @@ PyObject* fast_method_call(PyObject* callable, PyObject* const* args, size_t nar
         PyErr_Format(PyExc_TypeError, "%s() must be called on a fasttb SummaryWriter", spec.name);
         return nullptr;
     }
-    EventWriter* w = self->target.get();
     const Py_ssize_t given = nargs - 1;
-    if (w && w->ready() && given <= spec.nparams) {
+    if (ready_target(self) && given <= spec.nparams) {  // checked again after the conversions
         PyObject* slot[kMaxParams] = {};
         bool plain = true;
         for (Py_ssize_t i = 0; i < given; ++i) slot[i] = args[i + 1];
@@ -458,7 +470,7 @@ PyObject* fast_method_call(PyObject* callable, PyObject* const* args, size_t nar
             }
         }
         if (plain) {
-            const int r = spec.push(w, slot);
+            const int r = spec.push(self, slot);
             if (r < 0) return nullptr;
             if (r > 0) Py_RETURN_NONE;
         }

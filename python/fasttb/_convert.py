@@ -9,6 +9,7 @@ instance of the exception type the stock writer raises for the same input, so ex
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -41,12 +42,10 @@ def worker_path(path: str) -> bytes:
 
 
 def _is_torch_tensor(value: Any) -> bool:
-    # The module name is checked first so that numpy and Python inputs never import torch.
-    if not type(value).__module__.startswith("torch"):
-        return False
-    import torch
-
-    return isinstance(value, torch.Tensor)
+    # Never imports torch: without it imported there is no tensor. Subclasses defined outside
+    # torch (MONAI's MetaTensor, say) are tensors too.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def make_np(value: Any, argument: str = "value") -> np.ndarray:

@@ -53,6 +53,8 @@ from typing import Any, Callable, Deque, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._convert import _is_torch_tensor
+
 DEFAULT_POOL_BYTES = 64 << 20
 DEFAULT_SIDE_COPY_BYTES = 1 << 20
 ALIGN = 64
@@ -414,7 +416,7 @@ def is_device_value(value: Any) -> bool:
     if s is not None:
         return s.backend.owns(value)
     if _backend_factory is CudaBackend and not (
-            type(value).__module__.startswith("torch") and getattr(value, "is_cuda", False) is True):
+            _is_torch_tensor(value) and getattr(value, "is_cuda", False) is True):
         return False
     return _get().backend.owns(value)
 

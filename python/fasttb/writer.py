@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 import numpy as np
 
 from . import _core, _device, _distributed, _lifecycle
-from ._convert import ArgumentOverflowError, make_np, to_scalar, to_step, to_tag, to_walltime, worker_path
+from ._convert import (ArgumentOverflowError, _is_torch_tensor, make_np, to_scalar, to_step, to_tag, to_walltime,
+                       worker_path)
 from ._histogram import histogram_request
 from ._image import (figure_to_chw_uint8, image_to_hwc_uint8, image_with_boxes_to_hwc_uint8,
                      images_to_hwc_uint8, native_layout, checked_layout)
@@ -933,7 +934,7 @@ def _doubles(values: Any, argument: str) -> list:
 
 
 def _is_array_like(values: Any) -> bool:
-    return isinstance(values, np.ndarray) or type(values).__module__.startswith("torch")
+    return isinstance(values, np.ndarray) or _is_torch_tensor(values)
 
 
 def _double_or_zero(value: Any, argument: str) -> float:
