@@ -277,3 +277,46 @@ def test_a_relative_log_dir_stays_where_it_was_when_the_directory_changes(tmp_pa
     assert tree(ours) == expected
     hp = read_events(str(tmp_path / ours / "runs" / "x" / "hp"))
     assert [v.simple_value for e in hp for v in e.summary.value if v.tag == "acc"] == [0.5]
+
+
+def test_forked_children_exit_while_a_parent_thread_waits(tmp_path):
+    # A parent thread in a fasttb wait (here flush(), which lets the GIL go and takes it back)
+    # when another thread forks: the child inherited the exit handshake's count of threads
+    # taking the GIL back, which no thread of the child would ever lower, and its exit hook
+    # waited forever (7 children of 40 hung).
+    result = run_child(f"""
+        import os, sys, threading, time, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+        import fasttb
+        w = fasttb.SummaryWriter({str(tmp_path)!r})
+        w.add_scalar("x", 1.0, 0)
+        stop = False
+
+        def flusher():
+            while not stop:
+                w.flush()
+
+        t = threading.Thread(target=flusher)
+        t.start()
+        hung = 0
+        for n in range(40):
+            time.sleep(0.005)
+            pid = os.fork()
+            if pid == 0:
+                sys.exit(0)  # a plain exit, fasttb untouched in the child
+            deadline = time.monotonic() + 10
+            while not os.waitpid(pid, os.WNOHANG)[0]:
+                if time.monotonic() > deadline:
+                    hung += 1
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+                    break
+                time.sleep(0.01)
+        stop = True
+        t.join()
+        w.close()
+        print(hung)
+        """, timeout=300)
+    assert int(result.stdout) == 0
+    [event] = [e for e in read_events(str(tmp_path)) if e.summary.value]
+    assert event.summary.value[0].simple_value == 1.0

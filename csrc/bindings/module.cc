@@ -647,6 +647,7 @@ void register_engine(py::module_& m) {
         if (!fasttb::parse_size(text.c_str(), &bytes)) return py::none();
         return py::int_(bytes);
     }, py::arg("text"), "A size such as '256M' in bytes, as FASTTB_QUEUE_BYTES reads it (None if malformed).");
+    fasttb::install_exit_handshake_fork_handlers();
     m.def("_exit_hook", &fasttb::begin_interpreter_exit,
           "Registered with atexit when the module loads: see python_interop.h.");
     py::module_::import("atexit").attr("register")(m.attr("_exit_hook"));

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <pthread.h>
 #include <string>
 #include <thread>
 
@@ -18,6 +19,15 @@ std::condition_variable g_returned;
 bool g_exiting = false;           // guarded by g_mutex
 std::thread::id g_exiting_thread;  // guarded by g_mutex: the thread that runs the shutdown
 int g_returning = 0;               // guarded by g_mutex: threads between the check and the GIL
+
+// fork() copies only the forking thread: a parent thread counted in g_returning, or holding
+// g_mutex, is not in the child, and the child's exit hook would wait for it forever.
+void before_fork() { g_mutex.lock(); }
+void after_fork_in_parent() { g_mutex.unlock(); }
+void after_fork_in_child() {
+    g_returning = 0;
+    g_mutex.unlock();  // the forking thread locked it, and is the child's only thread
+}
 
 [[noreturn]] void park_for_good() {
     abandon_calling_thread();
@@ -43,6 +53,11 @@ void PythonLock::acquire() {
 }
 
 bool PythonLock::interrupted() { return PyErr_CheckSignals() != 0; }
+
+void install_exit_handshake_fork_handlers() {
+    static const int registered = pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
+    (void)registered;
+}
 
 void begin_interpreter_exit() {
     {

@@ -30,6 +30,8 @@ private:
 // fasttb._core's atexit hook: marks the interpreter as exiting, then lets the threads that are
 // already taking the GIL back have it, so that none is caught in the shutdown. GIL held.
 void begin_interpreter_exit();
+// Keeps the exit handshake true across fork(); once, when the module loads.
+void install_exit_handshake_fork_handlers();
 
 // Sets the Python error that `status` describes (which must not be ok) and returns nullptr.
 // Failure::interrupted leaves the error that a signal handler set.
