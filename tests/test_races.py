@@ -186,3 +186,48 @@ def test_close_while_add_scalar_reads_a_tensor(tmp_path):
     assert event.summary.value[0].simple_value == 1.0
     logged = sum(len([e for e in events if e.summary.value]) for events in read_tree(str(tmp_path / "race")).values())
     assert logged == int(result.stdout)
+
+
+def test_add_scalars_against_close_and_flush_on_other_threads(tmp_path):
+    # add_scalars making runs while other threads close() and flush() over and over: flush()
+    # and stats() iterated the dict of runs as it grew ("dictionary changed size during
+    # iteration"), and add_scalars met the runs gone half-way (a bare AssertionError, or
+    # AttributeError: _get_file_writer read its attribute again after a close cleared it). Each
+    # call must log, or raise "Writer is closed" when a close lands between its checks.
+    result = run_child(f"""
+        import collections, sys, threading, fasttb
+        sys.setswitchinterval(1e-6)
+        w = fasttb.SummaryWriter({str(tmp_path)!r})
+        errors = collections.Counter()
+        stop = False
+
+        def loop(call):
+            while not stop:
+                try:
+                    call()
+                except Exception as exc:
+                    errors[type(exc).__name__ + ": " + str(exc).split(":")[0]] += 1
+
+        threads = [threading.Thread(target=loop, args=(c,)) for c in (w.close, w.flush, w.stats)]
+        for t in threads:
+            t.start()
+        logged = 0
+        try:  # (a failure here must stop the other threads, or the child hangs instead)
+            for i in range(1500):
+                try:
+                    w.add_scalars("m", {{f"k{{i % 50}}": 1.0, "b": 2.0}}, i)
+                    logged += 1
+                except OSError as exc:
+                    assert str(exc).startswith("Writer is closed"), exc
+        finally:
+            stop = True
+            for t in threads:
+                t.join()
+        w.close()
+        print(logged, dict(errors))
+        """, timeout=300)
+    logged, errors = result.stdout.split(" ", 1)
+    assert errors.strip() == "{}"
+    b = sum(len([e for e in events if e.summary.value]) for path, events in read_tree(str(tmp_path)).items()
+            if os.path.basename(os.path.dirname(path)) == "m_b")
+    assert b == int(logged) > 1000

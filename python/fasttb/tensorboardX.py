@@ -439,8 +439,9 @@ class SummaryWriter(_Base):
     def _get_file_writer(self) -> Any:
         """The main file writer (a dummy with ``write_to_disk=False``), opened again after
         ``close()`` with the purge markers, as tensorboardX does."""
-        if self.all_writers is not None and self.file_writer is not None:
-            return self.file_writer
+        current = self.file_writer  # read once: a close() on another thread may clear it
+        if self.all_writers is not None and current is not None:
+            return current
         if not self._write_to_disk:
             dummy = _DummyFileWriter(self.log_dir)
             self.file_writer = dummy  # type: ignore[assignment]
@@ -622,21 +623,13 @@ class SummaryWriter(_Base):
                 entries.append((run_dir, key, to_float(scalar_value, f"tag_scalar_dict[{key!r}]")))
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
-        writers = self.all_writers
-        assert writers is not None
-        cores = []
-        for run_dir, _, value in entries:
-            writer = writers.get(run_dir)
-            if writer is None:
-                writer = self._new_file_writer(run_dir) if self._write_to_disk else _DummyFileWriter(run_dir)  # type: ignore[assignment]
-                writers[run_dir] = writer  # type: ignore[assignment]
-            core = writer._ready()  # type: ignore[union-attr]
-            if not on_device:  # every value was converted above
+        cores = self._run_cores([run_dir for run_dir, _, _ in entries],
+                                self._new_file_writer if self._write_to_disk else _DummyFileWriter)
+        if not on_device:  # every value was converted above
+            for core, (run_dir, _, value) in zip(cores, entries):
                 assert value is not None
                 core.push_scalar(tag, value, step, wall_time, 0)
                 self.__append_to_scalar_dict(run_dir, value, global_step, walltime)
-            cores.append(core)
-        if not on_device:
             return
         kept = [self.__append_to_scalar_dict(run_dir, value, global_step, walltime)
                 for run_dir, _, value in entries]

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -491,17 +491,40 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         return FileWriter(log_dir, self.max_queue, self.flush_secs, self.filename_suffix, on_full=self._on_full,
                           root=self._remote_root)
 
+    def _run_cores(self, run_dirs: Sequence[str], new: Callable[[str], Any]) -> List[Any]:
+        """The core writers of add_scalars' runs, each made by ``new(run_dir)`` the first time.
+        A close() on another thread in the middle (the runs gone, or one of them closed) makes
+        it start over, as a call after close() does."""
+        while True:
+            self._get_file_writer()
+            writers = self.all_writers
+            if writers is None:
+                continue
+            cores = []
+            for run_dir in run_dirs:
+                writer = writers.get(run_dir)
+                if writer is None:
+                    writer = writers[run_dir] = new(run_dir)
+                if getattr(writer, "_closed", False):
+                    break
+                cores.append(writer._ready())
+            else:
+                return cores
+
     def _get_file_writer(self) -> FileWriter:
-        """The main file writer, created again if the writer was closed."""
-        if self.all_writers is None or self.file_writer is None:
-            self.file_writer = self._new_file_writer(self.log_dir)
-            self.all_writers = {self.file_writer.get_logdir(): self.file_writer}
-            core = self.file_writer._ready()
+        """The main file writer, created again if the writer was closed. (Attributes are read
+        once: a close() on another thread may clear them between two reads.)"""
+        writer = self.file_writer
+        if self.all_writers is None or writer is None:
+            writer = self._new_file_writer(self.log_dir)
+            core = writer._ready()
             if self.purge_step is not None:
                 core.push_purge_markers(to_step(self.purge_step, "purge_step"), time.time(), time.time())
                 self.purge_step = None
+            self.file_writer = writer
+            self.all_writers = {writer.get_logdir(): writer}
             _core.set_scalar_target(self, core)
-        return self.file_writer
+        return writer
 
     def _main(self) -> "_core.EventWriter":
         """The main file's core writer, ready for a record (re-created after close or fork).
@@ -630,16 +653,8 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
             else:
                 values.append((key, to_scalar(v, f"tag_scalar_dict[{key!r}]")))
         base = self._get_file_writer().get_logdir()
-        writers = self.all_writers
-        assert writers is not None
         prefix = main_tag.replace("/", "_")
-        cores = []
-        for key, _ in values:
-            run_dir = base + "/" + prefix + "_" + key
-            writer = writers.get(run_dir)
-            if writer is None:
-                writer = writers[run_dir] = self._new_file_writer(run_dir)
-            cores.append(writer._ready())
+        cores = self._run_cores([base + "/" + prefix + "_" + key for key, _ in values], self._new_file_writer)
         if not on_device:
             for core, (_, value) in zip(cores, values):
                 core.push_scalar(main_tag, value, step, wall_time, 0)
@@ -837,15 +852,16 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         _device.drain()
         self._raise_device_error()
         self._settle_hparams_runs()
-        if self.all_writers is None:
+        writers = self.all_writers  # (another thread may close, or add runs, meanwhile)
+        if writers is None:
             return
         root = self._remote_root
         if root is not None:
-            for writer in list(self.all_writers.values()):
+            for writer in list(writers.values()):
                 writer._flush_remote()
             root.wait()
             return
-        for writer in self.all_writers.values():
+        for writer in list(writers.values()):
             writer.flush()
 
     def _settle_hparams_runs(self) -> None:
@@ -904,7 +920,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         totals: Dict[str, int] = {"records": 0, "bytes": 0, "dropped": 0, "stalls": 0, "lost": 0}
         for key, value in self._closed_totals.items():
             totals[key] += value
-        for writer in (self.all_writers or {}).values():
+        for writer in list((self.all_writers or {}).values()):
             for key, value in writer.stats().items():
                 totals[key] += value
         totals["dropped"] += self._device_dropped
