@@ -231,3 +231,49 @@ def test_add_scalars_against_close_and_flush_on_other_threads(tmp_path):
     b = sum(len([e for e in events if e.summary.value]) for path, events in read_tree(str(tmp_path)).items()
             if os.path.basename(os.path.dirname(path)) == "m_b")
     assert b == int(logged) > 1000
+
+
+def test_a_second_close_waits_for_the_first(tmp_path):
+    # close() must return with everything written. A close() on a second thread while the first
+    # waited for the worker, and a close() retried after Ctrl-C interrupted one, returned at
+    # once with most of the queue still to write (and the runs' files still open).
+    result = run_child(f"""
+        import glob, os, signal, threading, time, numpy as np, fasttb
+        from conftest import read_tree
+        image = np.random.default_rng(0).integers(0, 255, (3, 700, 700), dtype=np.uint8)
+
+        def records(root):
+            return sum(len([e for e in events if e.summary.value]) for events in read_tree(root).values())
+
+        def open_event_files():
+            paths = []
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    paths.append(os.readlink("/proc/self/fd/" + fd))
+                except OSError:
+                    pass  # the listing's own descriptor, closed by now
+            return [p for p in paths if "tfevents" in p]
+
+        for how in ("thread", "ctrl-c"):
+            root = os.path.join({str(tmp_path)!r}, how)
+            w = fasttb.SummaryWriter(root)
+            w.add_scalars("m", {{"a": 1.0, "b": 2.0}}, 0)
+            for i in range(40):
+                w.add_image("im", image, i)
+            if how == "thread":
+                first = threading.Thread(target=w.close)
+                first.start()
+                time.sleep(0.02)
+            else:
+                main = threading.main_thread().ident
+                threading.Timer(0.05, lambda: signal.pthread_kill(main, signal.SIGINT)).start()
+                try:
+                    w.close()
+                except KeyboardInterrupt:
+                    pass
+            w.close()
+            print(how, records(root), len(open_event_files()))
+            if how == "thread":
+                first.join()
+        """, timeout=300, env={"PYTHONPATH": os.path.dirname(__file__)})
+    assert result.stdout.split("\n")[:2] == ["thread 42 0", "ctrl-c 42 0"]

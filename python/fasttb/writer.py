@@ -130,6 +130,7 @@ class FileWriter:
         self._core = core
         self._closed = False
         self._close_pending = False  # closed by close_later(), not yet waited for
+        self._close_unfinished = False  # a close() was started and has not returned
         _lifecycle.track(self)
 
     def _ready(self) -> "_core.EventWriter":
@@ -205,10 +206,16 @@ class FileWriter:
                 self._close_pending = False
                 if not self._core.stale:
                     self._core.close()
+            elif self._close_unfinished and not self._core.stale:
+                # Another thread's close() is under way, or one was interrupted (Ctrl-C): wait
+                # for its end, and its error.
+                self._core.close()
+                self._close_unfinished = False
             return
-        self._closed = True
+        self._closed = self._close_unfinished = True
         if not self._core.stale:
             self._core.close()
+        self._close_unfinished = False
 
     def close_later(self) -> None:
         """Close the file once the worker has written what is queued for it, without waiting;
@@ -474,6 +481,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         self.file_writer: Optional[FileWriter] = None
         self.all_writers: Optional[Dict[str, FileWriter]] = None
         self._hparams_writers: List[FileWriter] = []  # add_hparams runs, closed with this writer
+        self._closing: List[List[FileWriter]] = []  # the runs of close() calls under way
         self._closed_totals: Dict[str, int] = {}  # counters of the files close() let go of
         self._device_error: Optional[BaseException] = None  # a CUDA call's failure, for the next call
         # CUDA calls dropped: the pinned ring was full under on_full="drop", or another thread's
@@ -907,11 +915,34 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         if self.all_writers is not None:
             writers = list(self.all_writers.values()) + writers
         elif not writers:
+            self._wait_for_closes_elsewhere()
             return
         self.file_writer = self.all_writers = None
         _core.set_scalar_target(self, None)
-        self._close_all(writers)
+        self._closing.append(writers)
+        try:
+            self._close_all(writers)
+        except Exception:
+            self._closing.remove(writers)  # every file was closed; the first failure is raised
+            raise
+        # (Interrupted by Ctrl-C, say: the next close() finishes what this one left.)
+        self._closing.remove(writers)
         self._raise_device_error()
+
+    def _wait_for_closes_elsewhere(self) -> None:
+        """Wait for the close() of another thread, if one is under way, or finish one that was
+        interrupted: close() returns with everything written, even when another thread started
+        it (before, this one returned at once, with most of a large queue still to write)."""
+        for writers in list(self._closing):
+            for writer in writers:
+                if not isinstance(writer, FileWriter):
+                    continue  # (tensorboardX's write_to_disk=False: nothing to wait for)
+                if writer._root is not None:
+                    with writer._segment_lock:  # held by the other close() until its last segment
+                        pass
+                    writer._root.wait(closing=True)
+                else:
+                    writer._close_file()
 
     def stats(self) -> Dict[str, int]:
         """Counters for every file this writer has written, closed ones included (records,
