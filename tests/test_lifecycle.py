@@ -320,3 +320,56 @@ def test_forked_children_exit_while_a_parent_thread_waits(tmp_path):
     assert int(result.stdout) == 0
     [event] = [e for e in read_events(str(tmp_path)) if e.summary.value]
     assert event.summary.value[0].simple_value == 1.0
+
+
+def test_sigterm_in_the_middle_of_a_streamed_histogram(tmp_path):
+    # The handler used to wait for the worker on the thread the signal interrupted; the worker
+    # waited for that thread to finish copying a streamed histogram (1 MiB or more), so after a
+    # 5 s stall the process ended and the scalars logged before the signal were lost. Now the
+    # signal is handed to a watcher thread, the loop goes on (what it logs after the signal is
+    # dropped), and the process ends by SIGTERM once the queue is written.
+    code = textwrap.dedent("""
+        import sys, numpy as np, fasttb
+        w = fasttb.SummaryWriter(sys.argv[1])
+        weights = np.random.default_rng(0).random(4_000_000, dtype=np.float32)
+        n = 0
+        print("ready", flush=True)
+        for step in range(100000):
+            for k in range(200):
+                w.add_scalar("loss", float(n), n)
+                n += 1
+            print(n, flush=True)  # every scalar before this line has returned
+            w.add_histogram("weights", weights, step)
+        """)
+    for trial, delay in enumerate((0.3, 0.55, 0.8)):
+        logdir = str(tmp_path / str(trial))
+        with subprocess.Popen([sys.executable, "-c", code, logdir], stdout=subprocess.PIPE, text=True) as child:
+            before = _terminate_mid_loop(child, delay)
+        steps = [e.step for e in read_events(logdir) if e.summary.value and e.summary.value[0].tag == "loss"]
+        assert len(steps) >= before > 0 and steps == list(range(len(steps)))
+
+
+def _terminate_mid_loop(child: subprocess.Popen, delay: float) -> int:
+    """Sends SIGTERM `delay` seconds into the child's loop, checks that the child ends by it and
+    returns how many calls had returned before it (at least: the last count the child printed)."""
+    import threading
+
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        seen = [0]
+
+        def read() -> None:
+            for line in child.stdout:
+                seen.append(int(line))
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        time.sleep(delay)
+        before = seen[-1]
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == -signal.SIGTERM
+        reader.join()
+        return before
+    finally:
+        if child.poll() is None:
+            child.kill()

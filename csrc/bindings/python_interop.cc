@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "runtime/termination.h"
 #include "runtime/writer.h"
 
 namespace fasttb {
@@ -60,6 +61,12 @@ void install_exit_handshake_fork_handlers() {
 }
 
 void begin_interpreter_exit() {
+    if (termination_pending()) {
+        // The watcher is writing what is queued and then ends the process by SIGTERM; an exit
+        // with status 0 first would hide the signal from whoever sent it.
+        PyEval_SaveThread();
+        for (;;) std::this_thread::sleep_for(std::chrono::hours(24));
+    }
     {
         std::lock_guard<std::mutex> lock(g_mutex);
         if (g_exiting) return;

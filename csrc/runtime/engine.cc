@@ -170,6 +170,12 @@ Engine::Admit Engine::try_push(Item* item, bool drop_when_full) {
         return Admit::dropped;
     };
     if (waiting_.load(std::memory_order_relaxed) != 0) return refuse();
+    if (item->kind != ItemKind::hold && termination_pending()) {
+        // A SIGTERM is being drained: the process ends once the queue is written, and records
+        // logged after the signal would only keep the queue from ever being empty.
+        Item::discard(pool_, item);
+        return Admit::dropped;
+    }
     const size_t pushed = pushed_.fetch_add(size, std::memory_order_relaxed) + size;
     // released_ may lag behind the worker a little, which only overstates the queue.
     const size_t queued = pushed - released_.load(std::memory_order_relaxed);
