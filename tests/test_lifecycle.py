@@ -373,3 +373,43 @@ def _terminate_mid_loop(child: subprocess.Popen, delay: float) -> int:
     finally:
         if child.poll() is None:
             child.kill()
+
+
+@pytest.mark.parametrize("handler", ["close", "log"])
+def test_a_signal_handler_that_closes_or_logs_while_the_queue_is_full(tmp_path, handler):
+    # Python runs signal handlers inside fasttb's wait for room, where the waiting call holds a
+    # pin on the writer and a place in the queue's line. A handler's close() waited for that
+    # pin, and a handler's add_scalar queued behind its own thread: both hung for good.
+    code = textwrap.dedent(f"""
+        import signal, sys, numpy as np, fasttb
+        w = fasttb.SummaryWriter({str(tmp_path)!r})
+
+        def on_term(signum, frame):
+            if {handler!r} == "close":
+                w.close()
+            else:
+                w.add_scalar("from handler", 1.0, 0)
+            print("handled", flush=True)
+            sys.exit(0)
+
+        signal.signal(signal.SIGTERM, on_term)
+        image = np.random.default_rng(0).integers(0, 255, (3, 2500, 2500), dtype=np.uint8)
+        print("ready", flush=True)
+        for i in range(100000):
+            w.add_image("im", image, i)  # 19 MB each, past the 1 MiB queue: calls wait for room
+        """)
+    env = dict(os.environ, FASTTB_QUEUE_BYTES="1M")
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env) as child:
+        try:
+            assert child.stdout.readline() == "ready\n"
+            time.sleep(1.0)
+            child.send_signal(signal.SIGTERM)
+            assert child.wait(timeout=60) == 0
+            assert child.stdout.read() == "handled\n"
+        finally:
+            if child.poll() is None:
+                child.kill()
+    events = [e for e in read_events(str(tmp_path)) if e.summary.value]
+    images = [e.step for e in events if e.summary.value[0].tag == "im"]
+    assert len(images) > 2 and images == list(range(len(images)))
+    assert [e.summary.value[0].tag == "from handler" for e in events].count(True) == (handler == "log")

@@ -162,6 +162,12 @@ bool Engine::fits(size_t bytes) const {
     return queued == 0 || queued + bytes <= limit_.load(std::memory_order_relaxed);
 }
 
+void Engine::note_high_water(size_t queued) {
+    size_t hw = high_water_.load(std::memory_order_relaxed);
+    while (queued > hw && !high_water_.compare_exchange_weak(hw, queued, std::memory_order_relaxed)) {
+    }
+}
+
 Engine::Admit Engine::try_push(Item* item, bool drop_when_full) {
     const size_t size = item->accounted;
     const auto refuse = [&] {
@@ -169,7 +175,8 @@ Engine::Admit Engine::try_push(Item* item, bool drop_when_full) {
         Item::discard(pool_, item);
         return Admit::dropped;
     };
-    if (waiting_.load(std::memory_order_relaxed) != 0) return refuse();
+    // A thread already in line (a signal handler run inside its own wait) is not sent behind it.
+    if (waiting_.load(std::memory_order_relaxed) != 0 && !place_in_line_) return refuse();
     if (item->kind != ItemKind::hold && termination_pending()) {
         // A SIGTERM is being drained: the process ends once the queue is written, and records
         // logged after the signal would only keep the queue from ever being empty.
@@ -185,9 +192,7 @@ Engine::Admit Engine::try_push(Item* item, bool drop_when_full) {
         pushed_.fetch_sub(size, std::memory_order_relaxed);
         return refuse();
     }
-    size_t hw = high_water_.load(std::memory_order_relaxed);
-    while (queued > hw && !high_water_.compare_exchange_weak(hw, queued, std::memory_order_relaxed)) {
-    }
+    note_high_water(queued);
     const bool streamed = item->streamed;  // the item is the worker's once pushed
     queue_.push(item);
     if (sleeping_.load(std::memory_order_seq_cst) ||
@@ -199,6 +204,17 @@ Engine::Admit Engine::try_push(Item* item, bool drop_when_full) {
 
 Engine::Waited Engine::push_when_room(Item* item, const std::atomic<bool>& give_up,
                                       CallerLock& lock) {
+    if (place_in_line_) {
+        // This thread already waits in line, further down its stack: Python runs signal handlers
+        // inside that wait, and one that logs would wait behind its own thread forever. The
+        // record goes in over the bound instead.
+        const size_t queued = pushed_.fetch_add(item->accounted, std::memory_order_relaxed) +
+                              item->accounted - released_.load(std::memory_order_relaxed);
+        note_high_water(queued);
+        queue_.push(item);
+        wake();
+        return Waited::queued;
+    }
     Waiter me{item->accounted, nullptr};
     {
         std::lock_guard<std::mutex> guard(mutex_);
@@ -221,10 +237,7 @@ Engine::Waited Engine::push_when_room(Item* item, const std::atomic<bool>& give_
             // First in line and it fits: queue it before anyone behind can look.
             const size_t queued = pushed_.fetch_add(me.bytes, std::memory_order_relaxed) + me.bytes -
                                   released_.load(std::memory_order_relaxed);
-            size_t hw = high_water_.load(std::memory_order_relaxed);
-            while (queued > hw &&
-                   !high_water_.compare_exchange_weak(hw, queued, std::memory_order_relaxed)) {
-            }
+            note_high_water(queued);
             queue_.push(item);
         }
         leave_line(&me);

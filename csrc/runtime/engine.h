@@ -139,6 +139,7 @@ private:
     bool parked_ = false;          // guarded by mutex_: the worker is waiting while paused_
     std::condition_variable parked_cv_;
     bool fits(size_t bytes) const;
+    void note_high_water(size_t queued);
     void leave_line(Waiter* w);
 
     std::chrono::microseconds nap_;      // worker only: how long it waits before looking again

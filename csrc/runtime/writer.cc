@@ -115,11 +115,20 @@ void EventWriter::Pin::release() {
     if (!held_) return;
     held_ = false;
     // closing_ is set before the closer looks at pins_: one of the two sees the other's write.
-    if (w_->pins_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
-        w_->closing_.load(std::memory_order_seq_cst)) {
+    // Every release while closing wakes the closer, which may wait for a count above zero (its
+    // own thread's pins: see close()).
+    w_->pins_.fetch_sub(1, std::memory_order_seq_cst);
+    if (w_->closing_.load(std::memory_order_seq_cst)) {
         std::lock_guard<std::mutex> lock(w_->pins_mutex_);
         w_->pins_cv_.notify_all();
     }
+}
+
+int EventWriter::pins_of_this_thread() const {
+    int n = 0;
+    for (const Pin* p = t_pins; p; p = p->next_)
+        if (p->held_ && p->w_.get() == this) ++n;
+    return n;
 }
 
 void abandon_calling_thread() {
@@ -256,11 +265,15 @@ Status EventWriter::close(CallerLock& lock, bool wait_for_it) {
     file_ = nullptr;
     closing_.store(true, std::memory_order_seq_cst);
     engine_->wake_room_waiters();  // pinned pushes waiting for room give up now
+    // This thread's own pins are not waited for: a close() from a signal handler that Python
+    // runs inside this thread's wait for room, whose item then gives up rather than be queued.
+    // Waiting for them would wait forever.
+    const int own = pins_of_this_thread();
     {
         Unlocked unlocked(lock);
         std::unique_lock<std::mutex> guard(pins_mutex_);
         // Pins are short: a copy in progress, or a wait for room that gives up at once.
-        pins_cv_.wait(guard, [this] { return pins_.load(std::memory_order_seq_cst) == 0; });
+        pins_cv_.wait(guard, [this, own] { return pins_.load(std::memory_order_seq_cst) == own; });
         engine_->push_control(item, wait_for_it);
     }
     if (!wait_for_it) {

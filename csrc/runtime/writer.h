@@ -111,6 +111,7 @@ public:
 
     private:
         friend void abandon_calling_thread();
+        friend class EventWriter;
         std::shared_ptr<EventWriter> w_;
         Pin* next_;  // the thread's previous pin
         bool held_ = true;
@@ -146,6 +147,7 @@ private:
     bool last_dropped_ = false;  // what the last try_push did (guarded by the caller lock)
     Completion* close_done_ = nullptr;  // the close in progress or done, for later callers
     std::atomic<bool> closing_{false};
+    int pins_of_this_thread() const;  // held pins on this writer, on the calling thread
     std::atomic<int> pins_{0};
     std::mutex pins_mutex_;
     std::condition_variable pins_cv_;
