@@ -608,3 +608,43 @@ def test_add_graph_needs_torch_but_not_tensorboard(tmp_path):
     with TorchWriter(str(tmp_path / "torch")) as w:
         w.add_graph(model, torch.zeros(2, 4))
     assert_same_runs(str(tmp_path / "torch"), str(tmp_path / "bare"))
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+# Bad input that torch's writer refuses, each with the exception it raises there; fasttb's error
+# names the argument and is an instance of torch's type (before, these raised other types).
+BAD_CALLS = {
+    "text not a str": lambda w: w.add_text("t", 5),
+    "main_tag not a str": lambda w: w.add_scalars(5, {"a": 1.0}),
+    "not a mapping": lambda w: w.add_scalars("m", [("a", 1.0)]),
+    "layout not a mapping": lambda w: w.add_custom_scalars([]),
+    "embedding tag not a str": lambda w: w.add_embedding(np.ones((2, 2)), tag=5),
+    "figure not a figure": lambda w: w.add_figure("f", 5),
+    "5 channels": lambda w: w.add_image("i", np.zeros((5, 4, 4))),
+    "empty batch": lambda w: w.add_images("i", np.zeros((0, 3, 4, 4))),
+    "fps 0": lambda w: w.add_video("v", np.zeros((1, 2, 3, 4, 4)), fps=0),
+    "no frames": lambda w: w.add_video("v", np.zeros((1, 0, 3, 4, 4))),
+    "no bins": lambda w: w.add_histogram("h", np.arange(5.0), bins=[]),
+    "one box flat": lambda w: w.add_image_with_boxes("b", np.zeros((3, 8, 8)), np.array([1, 2, 3, 4])),
+    "boxes of 3": lambda w: w.add_image_with_boxes("b", np.zeros((3, 8, 8)), np.zeros((1, 3))),
+}
+
+
+@pytest.mark.parametrize("call", list(BAD_CALLS), ids=list(BAD_CALLS))
+def test_bad_input_raises_what_torch_raises(tmp_path, call):
+    errors = []
+    for writer in (TorchWriter, SummaryWriter):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            w = writer(str(tmp_path / writer.__module__))
+            w.add_scalar("before", 1.0, 0)
+            with pytest.raises(Exception) as caught:
+                BAD_CALLS[call](w)
+            w.close()
+        errors.append(caught.value)
+    theirs, ours = errors
+    assert isinstance(ours, type(theirs)), f"{ours!r} is not a {type(theirs).__name__}"
+    assert isinstance(ours, (TypeError, ValueError))  # and the type Python's convention asks
+    tags = [v.tag for e in read_events(str(tmp_path / "fasttb.writer")) for v in e.summary.value]
+    assert tags == ["before"]  # kept

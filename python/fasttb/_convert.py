@@ -35,6 +35,24 @@ class ArgumentZeroDivisionError(ValueError, ZeroDivisionError):
     """A zero where the stock writer divides by it (and raises ZeroDivisionError)."""
 
 
+class ArgumentAttributeError(TypeError, AttributeError):
+    """An argument of the wrong type where the stock writer calls a method it lacks (and
+    raises AttributeError): a tag that is not a str, a mapping that is not one."""
+
+
+class ArgumentIndexError(ValueError, IndexError):
+    """An array with too few dimensions or elements where the stock writer indexes past them
+    (and raises IndexError)."""
+
+
+def to_str(value: Any, argument: str) -> str:
+    """A str argument the stock writer calls str methods on: anything else is refused with
+    ArgumentAttributeError, as there."""
+    if isinstance(value, str):
+        return str(value)
+    raise ArgumentAttributeError(f"{argument}: expected a str, got {type(value).__name__}")
+
+
 def worker_path(path: str) -> bytes:
     """`path` for the worker, which opens it after the call has returned: made absolute now, as
     the stock writer's own open would see it, whatever the working directory is by then."""

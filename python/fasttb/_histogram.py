@@ -13,7 +13,7 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
-from ._convert import ArgumentOverflowError, ArgumentZeroDivisionError, make_np
+from ._convert import ArgumentIndexError, ArgumentOverflowError, ArgumentZeroDivisionError, make_np
 
 # Number of bins of the default "tensorflow" edges (SPEC §4.1).
 _DEFAULT_NUM_BINS = 1548
@@ -156,6 +156,8 @@ def _computed_histogram(arr: np.ndarray, bins: Any, max_bins: Any) -> Computed:
         # The stock trimming keeps a single empty bin rather than raising.
         bucket = [0.0]
         bucket_limit = [float(limits[1])]
+    elif len(counts) == 0:
+        raise ArgumentIndexError(f"bins: {bins!r} makes no bins (a sequence of edges needs two at least)")
     else:
         raise ValueError(_EMPTY_HISTOGRAM)
 

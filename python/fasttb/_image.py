@@ -25,7 +25,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._boxes import draw_boxes, resize
-from ._convert import make_np
+from ._convert import ArgumentAttributeError, make_np
 
 __all__ = [
     "ImageFormatError",
@@ -46,6 +46,18 @@ class ImageFormatError(ValueError, AssertionError):
     A ``ValueError``; also an ``AssertionError`` because that is what the stock writer raises
     for most of these cases.
     """
+
+
+class ImageChannelsError(ImageFormatError, TypeError):
+    """A channel count no image holds (Pillow, under the stock writer, raises TypeError)."""
+
+
+class EmptyBatchError(ImageFormatError, ZeroDivisionError):
+    """A batch of no images (the stock writers divide by the batch size)."""
+
+
+class BoxesShapeError(ImageFormatError, IndexError):
+    """Boxes that are not rows of four coordinates (the stock writer indexes past them)."""
 
 
 def _layout(shape: Tuple[int, ...], dataformats: Any) -> Tuple[str, List[int]]:
@@ -150,7 +162,7 @@ def _check_size(height: int, width: int, channels: int) -> None:
     if height == 0 or width == 0:
         raise ImageFormatError(f"img_tensor: the image is empty ({height}x{width} pixels)")
     if channels not in (2, 3, 4):
-        raise ImageFormatError(
+        raise ImageChannelsError(
             f"img_tensor: {channels} channels cannot be stored as an image; use 1 (grey, stored "
             "as RGB), 2 (grey + alpha), 3 (RGB) or 4 (RGBA)")
 
@@ -211,7 +223,7 @@ def checked_layout(shape: Tuple[int, ...], dataformats: Any) -> Tuple[str, List[
                 f"img_tensor: a batch of images needs 1 or 3 channels, got {channels} "
                 f"(shape {tuple(shape)}, dataformats {dataformats!r})")
         if n == 0:
-            raise ImageFormatError("img_tensor: the batch holds no images (N = 0)")
+            raise EmptyBatchError("img_tensor: the batch holds no images (N = 0)")
         columns = min(n, _GRID_COLUMNS)
         _check_size(height * -(-n // columns), width * columns, 3)
     elif target == "HWC":
@@ -274,7 +286,8 @@ def figure_to_chw_uint8(figure: Any, close: bool = True) -> np.ndarray:
 
     def render(fig: Any) -> np.ndarray:
         if not isinstance(fig, Figure):
-            raise TypeError(f"figure: expected a matplotlib Figure or a list of them, got {type(fig).__name__}")
+            raise ArgumentAttributeError(
+                f"figure: expected a matplotlib Figure or a list of them, got {type(fig).__name__}")
         canvas = FigureCanvasAgg(fig)
         canvas.draw()
         rgba = np.frombuffer(canvas.buffer_rgba(), dtype=np.uint8)
@@ -317,7 +330,7 @@ def image_with_boxes_to_hwc_uint8(
     boxes = make_np(box_tensor, "box_tensor")
     count = boxes.shape[0] if boxes.ndim else 1
     if count and (boxes.ndim != 2 or boxes.shape[1] < 4):
-        raise ImageFormatError(
+        raise BoxesShapeError(
             f"box_tensor: expected K rows of (xmin, ymin, xmax, ymax), got shape {boxes.shape}")
     if labels is not None:
         if isinstance(labels, str):

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
 
-from ._convert import (ArgumentOverflowError, ArgumentShapeError, _is_torch_tensor, make_np, to_step, to_tag,
-                       to_walltime, worker_path)
+from ._convert import (ArgumentAttributeError, ArgumentIndexError, ArgumentOverflowError, ArgumentShapeError,
+                       ArgumentZeroDivisionError, _is_torch_tensor, make_np, to_step, to_str, to_tag, to_walltime,
+                       worker_path)
 
 if TYPE_CHECKING:
     from .writer import FileWriter
@@ -113,8 +114,7 @@ class KindsMixin:
                   walltime: Optional[float] = None) -> None:
         """add_text's general path (SummaryWriter.add_text is native, csrc/bindings/fastcall.h): log a
         string, rendered as Markdown by TensorBoard, under ``<tag>/text_summary``."""
-        if not isinstance(text_string, str):
-            raise TypeError(f"text_string: expected a str, got {type(text_string).__name__}")
+        text_string = to_str(text_string, "text_string")
         tag = to_tag(tag)
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
@@ -191,12 +191,13 @@ class KindsMixin:
         """Lay out charts of the Custom Scalars dashboard:
         ``{category: {chart title: ["Multiline" or "Margin", tags]}}``. Call it once per run."""
         proto = _proto()
-        if not isinstance(layout, dict):
-            raise TypeError(f"layout: expected a dict of categories, got {type(layout).__name__}")
+        if not hasattr(layout, "items"):  # any mapping, as the stock writer asks only that
+            raise ArgumentAttributeError(f"layout: expected a dict of categories, got {type(layout).__name__}")
         message = proto.Layout()
         for category_title, charts in layout.items():
-            if not isinstance(charts, dict):
-                raise TypeError(f"layout[{category_title!r}]: expected a dict of charts, got {type(charts).__name__}")
+            if not hasattr(charts, "items"):
+                raise ArgumentAttributeError(
+                    f"layout[{category_title!r}]: expected a dict of charts, got {type(charts).__name__}")
             category = message.category.add(title=to_tag(category_title, "layout key"))
             for chart_title, chart in charts.items():
                 if not isinstance(chart, (list, tuple)) or len(chart) < 2:
@@ -274,7 +275,7 @@ class KindsMixin:
         from google.protobuf import text_format
 
         mat = make_np(mat, "mat")
-        tag = to_tag(tag)
+        tag = to_str(tag, "tag")
         if global_step is None:
             global_step = 0
         step_text = str(global_step).zfill(5)
@@ -375,6 +376,8 @@ class KindsMixin:
         if video.ndim != 5:
             raise ArgumentShapeError(f"vid_tensor: expected (N, T, C, H, W), got shape {video.shape}")
         rate = _number(fps, "fps")
+        if rate == 0:
+            raise ArgumentZeroDivisionError("fps: must be positive, got 0")
         frames = _video_frames(video)
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
@@ -527,6 +530,8 @@ def _video_frames(video: np.ndarray) -> np.ndarray:
     b, t, c, h, w = video.shape
     if b == 0:
         raise ArgumentShapeError("vid_tensor: the batch holds no videos")
+    if t == 0:
+        raise ArgumentIndexError("vid_tensor: the videos hold no frames (T = 0)")
     v = np.float32(video) / 255.0 if video.dtype == np.uint8 else video
     if b & (b - 1):
         v = np.concatenate((v, np.zeros((2 ** b.bit_length() - b, t, c, h, w))), axis=0)

@@ -45,9 +45,10 @@ import numpy as np
 
 from . import _core, _device
 from . import writer as _writer
-from ._convert import (ArgumentOverflowError, ArgumentShapeError, ArgumentTypeError,
+from ._convert import (ArgumentAttributeError, ArgumentIndexError, ArgumentOverflowError, ArgumentShapeError,
+                       ArgumentTypeError,
                        ArgumentZeroDivisionError, make_np, to_step, to_tag, to_walltime, worker_path)
-from ._image import ImageFormatError, _layout, image_with_boxes_to_hwc_uint8
+from ._image import EmptyBatchError, ImageFormatError, _layout, image_with_boxes_to_hwc_uint8
 
 __all__ = ["SummaryWriter"]
 
@@ -67,24 +68,12 @@ _PCM_SCALE = 2.0 ** 31
 # -- errors: each is also the type tensorboardX raises for the same input -------------------------
 
 
-class ArgumentAttributeError(TypeError, AttributeError):
-    """An argument of the wrong type where tensorboardX fails with an ``AttributeError``."""
-
-
 class ArgumentAssertionError(ValueError, AssertionError):
     """A call tensorboardX refuses with an ``AssertionError``."""
 
 
-class ArgumentIndexError(ValueError, IndexError):
-    """An array with too few dimensions where tensorboardX fails with an ``IndexError``."""
-
-
 class ArgumentRuntimeError(ValueError, RuntimeError):
     """A value tensorboardX's audio encoder (libsndfile) refuses with a ``RuntimeError``."""
-
-
-class _EmptyBatchError(ImageFormatError, ZeroDivisionError):
-    """A batch of no images (tensorboardX divides by the batch size)."""
 
 
 # -- conversions -----------------------------------------------------------------------------------
@@ -790,7 +779,7 @@ class SummaryWriter(_Base):
             _, index = _layout(tuple(pixels.shape), dataformats)
             n, channels = pixels.shape[index[0]], pixels.shape[index[1]]
             if n == 0:
-                raise _EmptyBatchError("img_tensor: the batch holds no images (N = 0)")
+                raise EmptyBatchError("img_tensor: the batch holds no images (N = 0)")
             if channels == 4:  # RGBA batches, which tensorboardX tiles as well
                 if on_device:
                     tag, step, wall_time = to_tag(tag), to_step(step), to_walltime(walltime)
@@ -1215,7 +1204,7 @@ def _plain_tag(tag: Any) -> str:
 def _stack(images: List[Any]) -> Any:
     """add_images' list: stacked by torch when it holds torch tensors, else by numpy."""
     if not images:
-        raise _EmptyBatchError("img_tensor: the list holds no images")
+        raise EmptyBatchError("img_tensor: the list holds no images")
     if any("torch" in str(type(image)) for image in images):
         import torch
 

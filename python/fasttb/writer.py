@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 import numpy as np
 
 from . import _core, _device, _distributed, _lifecycle
-from ._convert import (ArgumentOverflowError, _is_torch_tensor, make_np, to_scalar, to_step, to_tag, to_walltime,
-                       worker_path)
+from ._convert import (ArgumentAttributeError, ArgumentOverflowError, _is_torch_tensor, make_np, to_scalar, to_step,
+                       to_str, to_tag, to_walltime, worker_path)
 from ._histogram import histogram_request
 from ._image import (figure_to_chw_uint8, image_to_hwc_uint8, image_with_boxes_to_hwc_uint8,
                      images_to_hwc_uint8, native_layout, checked_layout)
@@ -646,9 +646,9 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
     ) -> None:
         """Log several numbers under one chart: each key becomes a run of its own, in the
         directory ``<log_dir>/<main_tag with "/" as "_">_<key>``, holding the tag ``main_tag``."""
-        main_tag = to_tag(main_tag, "main_tag")
-        if not isinstance(tag_scalar_dict, dict):
-            raise TypeError(f"tag_scalar_dict: expected a dict, got {type(tag_scalar_dict).__name__}")
+        main_tag = to_str(main_tag, "main_tag")
+        if not hasattr(tag_scalar_dict, "items"):  # any mapping, as the stock writer asks only that
+            raise ArgumentAttributeError(f"tag_scalar_dict: expected a dict, got {type(tag_scalar_dict).__name__}")
         wall_time = to_walltime(walltime)
         step = to_step(global_step)
         values: List[Tuple[str, Any]] = []
