@@ -180,6 +180,7 @@ def session_map(event):
     ({"lr": 0.1, "bs": 32, "opt": "adam", "flag": True, "none": None, "np": np.float64(0.5)},
      {"acc": 0.9, "loss": torch.tensor(0.25)}, None),
     ({"lr": 0.1, "opt": "adam"}, {"m": 1}, {"lr": [0.1, 0.01], "opt": ["adam", "sgd"]}),
+    ({"lr": 0.1, "opt": "adam"}, {"m": 1}, {"lr": [], "opt": []}),  # empty domains: set, and empty
     ({"t": torch.tensor([3.5])}, {}, None),
     ({}, {"m": 2.0}, None),
 ])

@@ -494,12 +494,14 @@ def _hparams_summaries(hparam_dict: Dict[str, Any], metric_dict: Dict[str, Any],
             start.hparams[k].number_value = number
             info.type = proto.HPARAM_TYPE["DATA_TYPE_FLOAT64"]
             if k in domains and not _is_torch_tensor(v):
+                info.domain_discrete.SetInParent()  # set even when empty, as the stock writer sets it
                 for d in domains[k]:
                     info.domain_discrete.values.add().number_value = d
         elif isinstance(v, str):
             start.hparams[k].string_value = v
             info.type = proto.HPARAM_TYPE["DATA_TYPE_STRING"]
             if k in domains:
+                info.domain_discrete.SetInParent()
                 for d in domains[k]:
                     info.domain_discrete.values.add().string_value = d
         else:
