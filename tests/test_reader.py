@@ -226,8 +226,11 @@ def test_bad_arguments_raise_as_tbparse(tmp_path):
         SummaryReader(str(tmp_path), extra_columns={"nope"})
     with pytest.raises(KeyError):
         SummaryReader(str(tmp_path), event_types={"nope"})
-    with pytest.raises(ValueError):
-        SummaryReader(str(tmp_path), extra_columns=["wall_time"])
+    for not_a_set in (["wall_time"], ("wall_time",), "wall_time"):  # (tuples and str: AttributeError)
+        with pytest.raises(ValueError, match="extra_columns: expected a set"):
+            SummaryReader(str(tmp_path), extra_columns=not_a_set)
+        with pytest.raises(ValueError, match="event_types: expected a set"):
+            SummaryReader(str(tmp_path), event_types=not_a_set)
     reader = SummaryReader(str(tmp_path), event_types={"scalars"})
     with pytest.raises(ValueError, match="ignored"):
         reader.get_events("text")
@@ -381,6 +384,12 @@ def test_inspect_command(logs, tmp_path):
     result = subprocess.run([sys.executable, "-m", "fasttb", "inspect", str(tmp_path)], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 1 and "CORRUPT" in result.stdout
+    # A file named as it is in the working directory (os.path.relpath raised on its empty dirname).
+    run = os.path.join(logs["fasttb"], "train")
+    name = sorted(os.listdir(run))[0]
+    result = subprocess.run([sys.executable, "-m", "fasttb", "inspect", name], capture_output=True, text=True,
+                            timeout=120, cwd=run)
+    assert result.returncode == 0 and "steps 0..29" in result.stdout, result.stderr
 
 
 def test_export_csv_and_parquet(logs, tmp_path):

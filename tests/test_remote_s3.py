@@ -64,6 +64,27 @@ def wire_bytes(requests: list, prefix: str) -> int:
     return sum(r.header_bytes + r.body_bytes for r in requests if r.target.startswith(prefix))
 
 
+def test_a_new_reader_sees_what_was_uploaded_since_the_last(s3, spool):
+    # fsspec keeps one S3 file system per URL, its listings cached: a second reader in the same
+    # process (a notebook polling a live run) saw only the files of the first read.
+    from fasttb.reader import SummaryReader
+
+    url, options = f"s3://{s3.bucket}/live", s3.storage_options()
+
+    def log(first_step: int) -> None:
+        run_child(f"""
+            from fasttb import SummaryWriter
+            with SummaryWriter({url!r}, storage_options={options!r}) as w:
+                for i in range({first_step}, {first_step + 100}):
+                    w.add_scalar("loss", float(i), i)
+        """, env={"FASTTB_SPOOL": spool})
+
+    log(0)
+    assert list(SummaryReader(url, storage_options=options).scalars.step) == list(range(100))
+    log(100)
+    assert list(SummaryReader(url, storage_options=options).scalars.step) == list(range(200))
+
+
 @pytest.mark.slow
 def test_twenty_thousand_scalars_reach_the_bucket_once_each(s3, spool, tmp_path):
     # The endpoint comes from the environment, as fsspec's S3 backend reads it.

@@ -107,7 +107,12 @@ class RemoteFiles:
         except ImportError:
             raise ImportError(f"log_path {url!r}: reading remote logs needs fsspec (pip install fsspec, "
                               "and the protocol's package, e.g. s3fs for s3://)") from None
+        if storage_options is not None and not isinstance(storage_options, dict):
+            raise TypeError(f"storage_options: expected a dict, got {type(storage_options).__name__}")
         self.fs, _ = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        # fsspec keeps one file system object per URL and options, listings cached: a new reader
+        # of a run still being written must see the files uploaded since the last one.
+        self.fs.invalidate_cache()
         self.protocol = url.split("://", 1)[0]
         self._kinds: Dict[str, str] = {}
 
@@ -480,15 +485,17 @@ class SummaryReader:
                  event_types: Optional[Set[str]] = None, skip_corrupt: bool = False,
                  storage_options: Optional[Dict[str, Any]] = None,
                  _files: Optional[Dict[str, EventFile]] = None, _fs: Any = None) -> None:
-        extra = (extra_columns or set()).copy()
+        extra = extra_columns if extra_columns is not None else set()
         if not isinstance(extra, set):
             raise ValueError(f"extra_columns: expected a set, got {type(extra).__name__}")
+        extra = set(extra)
         unknown = extra - ALL_EXTRA_COLUMNS
         if unknown:
             raise KeyError(f"Invalid columns entries: {unknown}")
-        types = (event_types or ALL_EVENT_TYPES).copy()
-        if not isinstance(types, set):
+        types = event_types or ALL_EVENT_TYPES
+        if not isinstance(types, (set, frozenset)):
             raise ValueError(f"event_types: expected a set, got {type(types).__name__}")
+        types = set(types)
         unknown = types - ALL_EVENT_TYPES
         if unknown:
             raise KeyError(f"Invalid event types: {unknown}")

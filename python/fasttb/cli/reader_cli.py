@@ -66,11 +66,14 @@ def inspect(path: str, out: TextIO = sys.stdout) -> int:
         print(f"no event files under {path}", file=out)
         return 0
     scanned = scan_tree(files, skip_corrupt=True, files=fs)
-    root = (path if not fs.isfile(path) else path.rsplit("/", 1)[0]).rstrip("/")
+    if fs.isfile(path):
+        root = path.rsplit("/", 1)[0] if "/" in path else ""  # (a file in the working directory)
+    else:
+        root = path.rstrip("/")
     runs: Dict[str, List[EventFile]] = {}
     for f in sorted(scanned, key=lambda f: f.path):
-        directory = f.path.rsplit("/", 1)[0] if "://" in path else os.path.dirname(f.path)
-        run = directory[len(root):].lstrip("/") if "://" in path else os.path.relpath(directory, root)
+        directory = f.path.rsplit("/", 1)[0] if "://" in path else os.path.dirname(f.path) or "."
+        run = directory[len(root):].lstrip("/") if "://" in path else os.path.relpath(directory, root or ".")
         runs.setdefault(run or ".", []).append(f)
     status = 0
     for run, run_files in runs.items():
