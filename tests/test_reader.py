@@ -332,6 +332,37 @@ def test_corrupt_record_through_the_reader(tmp_path):
     assert list(reader.scalars.value) == [0.0, 2.0]
 
 
+
+def test_a_file_cut_short_after_the_read_raises_instead_of_crashing(tmp_path):
+    # Files of 1 MiB or more are mapped and their histograms, images and text decoded later:
+    # a file truncated in place meanwhile (tensorboardX reopening in the same second, a rerun)
+    # ended the process with SIGBUS at .histograms. It raises now; a file removed or replaced
+    # keeps its old pages, which stay readable.
+    result = run_child(f"""
+        import os, numpy as np, fasttb
+        from fasttb.reader import SummaryReader
+        for how in ("replaced", "truncated"):
+            d = os.path.join({str(tmp_path)!r}, how)
+            with fasttb.SummaryWriter(d) as w:
+                for s in range(300):
+                    w.add_histogram("h", np.arange(1000.0), s)
+                    w.add_text("t", "x" * 2000, s)
+            path = os.path.join(d, os.listdir(d)[0])
+            assert os.path.getsize(path) > 1 << 20
+            reader = SummaryReader(d)
+            if how == "replaced":
+                os.rename(path, path + ".old")
+                open(path, "wb").close()
+                print(how, len(reader.histograms), len(reader.text))
+            else:
+                open(path, "wb").close()
+                try:
+                    reader.histograms
+                except OSError as exc:
+                    print(how, "OSError", "cut short" in str(exc))
+        """)
+    assert result.stdout.split("\n")[:2] == ["replaced 300 300", "truncated OSError True"]
+
 def test_random_bytes_never_crash(tmp_path):
     run_child(f"""
         import numpy as np

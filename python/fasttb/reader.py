@@ -13,6 +13,7 @@ Images need Pillow to be decoded; audio is decoded by the standard library.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import sys
@@ -171,6 +172,12 @@ class EventFile:
     def __init__(self, path: str, data: Any, scan: Dict[str, Any]) -> None:
         self.path = path
         self.data = data
+        # A mapped file (LocalFiles.read) cut short in place after this read would end the process
+        # with SIGBUS at the next touch of its lost pages: values() checks first (see _check_mapping).
+        self._mapped_inode: Optional[Tuple[int, int]] = None
+        if not isinstance(data, (bytes, bytearray)) and "://" not in path:
+            st = os.stat(path)
+            self._mapped_inode = (st.st_dev, st.st_ino)
         self.tags: List[str] = scan["tags"]
         self.events: int = scan["events"]
         self.graphs: int = scan["graphs"]
@@ -274,9 +281,25 @@ class EventFile:
         if tag_id is None:
             return []
         rows = self._rows_of(_KIND[event_type]).get(tag_id, ())
+        if len(rows):
+            self._check_mapping()
         data = self.data
         return [(int(self.value_step[i]), float(self.value_wall_time[i]),
                  data[int(self.value_offset[i]):int(self.value_offset[i] + self.value_length[i])]) for i in rows]
+
+    def _check_mapping(self) -> None:
+        """Raise rather than crash if the mapped file was cut short since it was read (a writer
+        that reopens it in the same second, a rerun): its lost pages would raise SIGBUS. A file
+        removed or replaced keeps its old pages, which stay readable."""
+        if self._mapped_inode is None:
+            return
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return
+        if (st.st_dev, st.st_ino) == self._mapped_inode and st.st_size < len(self.data):
+            raise OSError(errno.ESTALE, f"{self.path}: the event file was cut short since it was read; "
+                          "read it again", self.path)
 
     def _rows_of(self, kind: int) -> Dict[int, np.ndarray]:
         """The value rows of one kind grouped by tag, made once: looking each tag up in every row
