@@ -155,6 +155,8 @@ def test_file_name_and_default_logdir(tmp_path, monkeypatch):
         assert re.fullmatch(rf"runs[/\\][A-Z][a-z]{{2}}\d{{2}}_\d{{2}}-\d{{2}}-\d{{2}}_{host}_hello", w.get_logdir())
         (name,) = os.listdir(w.get_logdir())
         assert re.fullmatch(rf"events\.out\.tfevents\.\d{{10}}\.{host}\.{os.getpid()}\.\d+\.v2", name)
+        # torch's private path to the file, which loggers in the wild read
+        assert w.file_writer.event_writer._file_name == os.path.join(w.get_logdir(), name)
     finally:
         w.close()
 

@@ -148,6 +148,17 @@ class FileWriter:
         return self._log_dir
 
     @property
+    def event_writer(self) -> "FileWriter":
+        """This writer, where torch's FileWriter has its EventFileWriter: code that reads
+        ``file_writer.event_writer._file_name`` (or calls its flush and close) keeps working."""
+        return self
+
+    @property
+    def _file_name(self) -> str:
+        """The event file's path, the name torch's EventFileWriter gives it."""
+        return self.path
+
+    @property
     def path(self) -> str:
         """The path of the current event file (a remote run's: the URL of its current segment)."""
         if self._root is not None:
