@@ -445,6 +445,33 @@ def test_export_csv_and_parquet(logs, tmp_path):
     assert table.num_rows == len(tbparse.SummaryReader(logs["torch"]).scalars)
 
 
+
+def test_export_errors_are_one_line(tmp_path):
+    # Bad input ended in a traceback; now one line naming what is wrong, and exit status 2.
+    path, data = _small_file(tmp_path)
+    with open(path, "r+b") as f:
+        f.seek(len(data) - 3)
+        f.write(b"\x00\x00\x00")  # the last record's data CRC
+
+    def export(*args):
+        return subprocess.run([sys.executable, "-m", "fasttb", "export", *args], capture_output=True, text=True,
+                              timeout=120)
+
+    out, clean = str(tmp_path / "out.csv"), str(tmp_path / "clean")
+    with fasttb.SummaryWriter(clean) as w:
+        w.add_scalar("x", 1.0, 0)
+    for args, says in [((str(tmp_path / "missing"), "-o", out), "not found"),
+                       ((str(tmp_path), "-o", out, "--tags", "loss("), "--tags: not a regular expression"),
+                       ((clean, "-o", str(tmp_path / "no" / "out.csv")), "No such file or directory"),
+                       ((str(tmp_path), "-o", out), "--skip-corrupt skips")]:
+        result = export(*args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.splitlines()) == 1 and says in result.stderr, result.stderr
+    result = export(os.path.dirname(path), "-o", out, "--skip-corrupt")
+    assert result.returncode == 0 and "skipped a corrupt record" in result.stderr
+    with open(out) as f:  # the corrupt file's records before the corrupt one, and the clean run's
+        assert [(r["run"], r["step"]) for r in csv.DictReader(f)] == [("", "0"), ("", "1"), ("clean", "0")]
+
 def test_remote_log_dir_through_fsspec(logs):
     fsspec = pytest.importorskip("fsspec")
     fs = fsspec.filesystem("memory")

@@ -35,6 +35,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     export.add_argument("--format", choices=["csv", "parquet"], default="csv", help="csv (default) or parquet")
     export.add_argument("-o", "--output", required=True, help="the file to write")
     export.add_argument("--tags", metavar="REGEX", help="only tags that contain a match of REGEX")
+    export.add_argument("--skip-corrupt", action="store_true",
+                        help="skip records that fail their check (with a warning) instead of stopping")
     upload = commands.add_parser(
         "upload", help="upload the spool folders that runs with a remote log dir left behind",
         description="Uploads what a remote run (s3://, gs://, ...) could not upload before its process "

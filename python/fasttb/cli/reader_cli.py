@@ -7,11 +7,13 @@ import csv
 import os
 import re
 import sys
+import warnings
 from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 import numpy as np
 
-from ..reader import EventFile, SummaryReader, _walk, files_for, is_summary_events_file, scan_tree
+from ..reader import (CorruptRecordError, CorruptRecordWarning, EventFile, SummaryReader, _walk, files_for,
+                      is_summary_events_file, scan_tree)
 
 _KIND_NAMES = {4: "image", 5: "histogram", 6: "audio", 8: "tensor"}
 
@@ -65,7 +67,9 @@ def inspect(path: str, out: TextIO = sys.stdout) -> int:
     if not files:
         print(f"no event files under {path}", file=out)
         return 0
-    scanned = scan_tree(files, skip_corrupt=True, files=fs)
+    with warnings.catch_warnings():  # the verdicts below say it, once per file
+        warnings.simplefilter("ignore", CorruptRecordWarning)
+        scanned = scan_tree(files, skip_corrupt=True, files=fs)
     if fs.isfile(path):
         root = path.rsplit("/", 1)[0] if "/" in path else ""  # (a file in the working directory)
     else:
@@ -94,17 +98,19 @@ def inspect(path: str, out: TextIO = sys.stdout) -> int:
     return status
 
 
-def export(path: str, output: str, fmt: str = "csv", tags: Optional[str] = None) -> int:
+def export(path: str, output: str, fmt: str = "csv", tags: Optional[str] = None,
+           skip_corrupt: bool = False) -> int:
     """Writes the scalars under ``path`` (run, tag, step, value, wall_time; sorted as the reader
     sorts them) to ``output`` as CSV or Parquet; ``tags``: a regular expression a tag must
     contain a match of. Returns the number of rows written."""
-    reader = SummaryReader(path, extra_columns={"dir_name", "wall_time"}, event_types={"scalars"})
+    pattern = re.compile(tags) if tags is not None else None  # a bad one fails before the read
+    reader = SummaryReader(path, extra_columns={"dir_name", "wall_time"}, event_types={"scalars"},
+                           skip_corrupt=skip_corrupt)
     cols = reader.columns("scalars")
     if "dir_name" not in cols:  # no scalars at all
         cols["dir_name"] = np.zeros(0, object)
         cols["wall_time"] = np.zeros(0)
-    if tags is not None:
-        pattern = re.compile(tags)
+    if pattern is not None:
         unique = np.unique(cols["tag"]) if len(cols["tag"]) else np.zeros(0, object)
         wanted = [t for t in unique if pattern.search(t)]
         keep = np.isin(cols["tag"], np.array(wanted, dtype=object))
@@ -134,6 +140,21 @@ def main_inspect(args: Any) -> int:
 
 
 def main_export(args: Any) -> int:
-    rows = export(args.path, args.output, args.format, args.tags)
+    """``python -m fasttb export``: bad input is one line on stderr and exit status 2."""
+    try:
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter("always", CorruptRecordWarning)
+            rows = export(args.path, args.output, args.format, args.tags, args.skip_corrupt)
+        for w in skipped:
+            print(f"fasttb export: {w.message}", file=sys.stderr)
+    except re.error as exc:
+        print(f"fasttb export: --tags: not a regular expression ({exc})", file=sys.stderr)
+        return 2
+    except CorruptRecordError as exc:
+        print(f"fasttb export: {exc} (--skip-corrupt skips such records)", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, ImportError) as exc:
+        print(f"fasttb export: {exc}", file=sys.stderr)
+        return 2
     print(f"{rows:,} scalars written to {args.output}")
     return 0
