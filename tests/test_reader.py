@@ -363,6 +363,31 @@ def test_a_file_cut_short_after_the_read_raises_instead_of_crashing(tmp_path):
         """)
     assert result.stdout.split("\n")[:2] == ["replaced 300 300", "truncated OSError True"]
 
+
+def test_a_tag_that_is_not_utf8_makes_its_record_corrupt(tmp_path):
+    # b"o\xff" and b"o\xfe" were both read as "o\ufffd", one series of two tags' values, where
+    # protobuf (so tbparse and TensorBoard) refuses a proto3 string that is not UTF-8.
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    def record(tag: bytes, step: int) -> bytes:
+        value = summary_pb2.Summary.Value(simple_value=float(step)).SerializeToString()
+        value = b"\x0a" + bytes([len(tag)]) + tag + value  # field 1 (tag), set by hand
+        summary = b"\x0a" + bytes([len(value)]) + value
+        event = event_pb2.Event(step=step, wall_time=1.0).SerializeToString()
+        return fasttb._core.frame_record(event + b"\x2a" + bytes([len(summary)]) + summary)
+
+    good = record("ok é".encode(), 0)
+    path = tmp_path / "events.out.tfevents.1.host"
+    path.write_bytes(good + record(b"o\xff", 1) + record(b"o\xfe", 2) + record(b"o\xed\xa0\x80", 3))
+    with pytest.raises(CorruptRecordError) as caught:
+        SummaryReader(str(tmp_path))
+    assert caught.value.offset == len(good)
+    with pytest.raises(Exception):  # protobuf's DecodeError, through tbparse
+        tbparse.SummaryReader(str(tmp_path)).scalars
+    with pytest.warns(CorruptRecordWarning):
+        scalars = SummaryReader(str(tmp_path), skip_corrupt=True).scalars
+    assert list(scalars.tag) == ["ok é"] and list(scalars.step) == [0]
+
 def test_random_bytes_never_crash(tmp_path):
     run_child(f"""
         import numpy as np

@@ -110,6 +110,41 @@ struct Value {
     size_t metadata_size = 0;
 };
 
+// Whether p[0, n) is UTF-8 as protobuf checks a proto3 string: no overlong forms, surrogates or
+// code points past U+10FFFF. Tags are strings; one that is not UTF-8 makes the record not an
+// Event (protobuf's parser, and so tbparse and TensorBoard, refuse it), where decoding it with
+// replacement characters would merge different tags into one.
+bool valid_utf8(const uint8_t* p, size_t n) {
+    const uint8_t* end = p + n;
+    while (p < end) {
+        const uint8_t c = *p;
+        if (c < 0x80) {
+            ++p;
+            continue;
+        }
+        size_t len;
+        uint8_t lo = 0x80, hi = 0xBF;  // the range of the second byte
+        if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            if (c == 0xE0) lo = 0xA0;  // overlong
+            if (c == 0xED) hi = 0x9F;  // surrogates
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            if (c == 0xF0) lo = 0x90;  // overlong
+            if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
+        } else {
+            return false;
+        }
+        if (size_t(end - p) < len || p[1] < lo || p[1] > hi) return false;
+        for (size_t i = 2; i < len; ++i)
+            if ((p[i] & 0xC0) != 0x80) return false;
+        p += len;
+    }
+    return true;
+}
+
 bool parse_value(const uint8_t* p, const uint8_t* end, Value& v) {
     Field f;
     while (p < end) {
@@ -117,10 +152,16 @@ bool parse_value(const uint8_t* p, const uint8_t* end, Value& v) {
         const bool bytes = f.type == 2;
         switch (f.number) {
             case 1:
-                if (bytes) v.tag = {reinterpret_cast<const char*>(f.data), f.size};
+                if (bytes) {
+                    if (!valid_utf8(f.data, f.size)) return false;
+                    v.tag = {reinterpret_cast<const char*>(f.data), f.size};
+                }
                 break;
             case 7:
-                if (bytes) v.node_name = {reinterpret_cast<const char*>(f.data), f.size};
+                if (bytes) {
+                    if (!valid_utf8(f.data, f.size)) return false;
+                    v.node_name = {reinterpret_cast<const char*>(f.data), f.size};
+                }
                 break;
             case 2:
                 if (f.type == 5) {
