@@ -629,6 +629,10 @@ BAD_CALLS = {
     "no bins": lambda w: w.add_histogram("h", np.arange(5.0), bins=[]),
     "one box flat": lambda w: w.add_image_with_boxes("b", np.zeros((3, 8, 8)), np.array([1, 2, 3, 4])),
     "boxes of 3": lambda w: w.add_image_with_boxes("b", np.zeros((3, 8, 8)), np.zeros((1, 3))),
+    "fps None": lambda w: w.add_video("v", np.zeros((1, 2, 3, 4, 4)), fps=None),
+    "values a str": lambda w: w.add_histogram("h", "x"),
+    "rescale a str": lambda w: w.add_image_with_boxes("b", np.zeros((3, 8, 8)), np.zeros((1, 4)), rescale="x"),
+    "a datetime": lambda w: w.add_scalar("s", np.datetime64("2020-01-01")),
 }
 
 

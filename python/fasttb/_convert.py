@@ -40,6 +40,11 @@ class ArgumentAttributeError(TypeError, AttributeError):
     raises AttributeError): a tag that is not a str, a mapping that is not one."""
 
 
+class ArgumentValueTypeError(TypeError, ValueError):
+    """A value that is no number, of a type the stock writer turns into one (a str, say) and
+    then fails on: it raises TypeError or ValueError by case, so this is both."""
+
+
 class ArgumentIndexError(ValueError, IndexError):
     """An array with too few dimensions or elements where the stock writer indexes past them
     (and raises IndexError)."""
@@ -112,9 +117,8 @@ def to_step(global_step: Any, argument: str = "global_step") -> int:
         return 0
     try:
         step = int(global_step)
-    except (TypeError, ValueError) as exc:
-        kind = TypeError if isinstance(exc, TypeError) else ValueError
-        raise kind(f"{argument}: expected an integer, got {global_step!r}") from None
+    except (TypeError, ValueError):
+        raise ArgumentValueTypeError(f"{argument}: expected an integer, got {global_step!r}") from None
     except OverflowError:  # int(inf)
         raise ArgumentOverflowError(f"{argument}: expected an integer, got {global_step!r}") from None
     if not _INT64_MIN <= step <= _INT64_MAX:
@@ -155,6 +159,6 @@ def to_scalar(value: Any, argument: str = "scalar_value") -> float:
     try:
         return float(array)
     except (TypeError, ValueError):
-        raise ValueError(f"{argument}: cannot convert {value!r} to a number") from None
+        raise ArgumentValueTypeError(f"{argument}: cannot convert {value!r} to a number") from None
     except OverflowError:
         raise ArgumentOverflowError(f"{argument}: {value!r} is too large to convert to a float") from None

@@ -13,7 +13,7 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
-from ._convert import ArgumentIndexError, ArgumentOverflowError, ArgumentZeroDivisionError, make_np
+from ._convert import ArgumentIndexError, ArgumentOverflowError, ArgumentValueTypeError, ArgumentZeroDivisionError, make_np
 
 # Number of bins of the default "tensorflow" edges (SPEC §4.1).
 _DEFAULT_NUM_BINS = 1548
@@ -72,7 +72,7 @@ def _to_float64(arr: np.ndarray) -> np.ndarray:
     try:
         return arr.astype(np.float64)
     except (TypeError, ValueError) as exc:
-        raise TypeError(
+        raise ArgumentValueTypeError(
             f"values: an array of dtype {arr.dtype} cannot be converted to float64 for a "
             f"histogram ({exc})"
         ) from exc

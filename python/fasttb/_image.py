@@ -25,7 +25,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._boxes import draw_boxes, resize
-from ._convert import ArgumentAttributeError, make_np
+from ._convert import ArgumentAttributeError, ArgumentValueTypeError, make_np
 
 __all__ = [
     "ImageFormatError",
@@ -343,7 +343,7 @@ def image_with_boxes_to_hwc_uint8(
     try:
         new_size = (int(width * rescale), int(height * rescale))
     except (TypeError, ValueError, OverflowError):
-        raise TypeError(f"rescale: expected a number, got {rescale!r}") from None
+        raise ArgumentValueTypeError(f"rescale: expected a number, got {rescale!r}") from None
     if new_size[0] <= 0 or new_size[1] <= 0:
         raise ValueError(f"rescale: {rescale!r} leaves no pixels of a {height}x{width} image")
     if new_size[0] * new_size[1] * pixels.shape[2] >= 1 << 31:  # checked before Pillow allocates it

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import numpy as np
 
 from ._convert import (ArgumentAttributeError, ArgumentIndexError, ArgumentOverflowError, ArgumentShapeError,
-                       ArgumentZeroDivisionError, _is_torch_tensor, make_np, to_step, to_str, to_tag, to_walltime,
+                       ArgumentValueTypeError, ArgumentZeroDivisionError, _is_torch_tensor, make_np, to_step, to_str, to_tag, to_walltime,
                        worker_path)
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def _number(a: Any, argument: str) -> float:
     try:
         return float(a)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{argument}: expected a number, got {a!r} ({exc})") from None
+        raise ArgumentValueTypeError(f"{argument}: expected a number, got {a!r} ({exc})") from None
     except OverflowError:
         raise ArgumentOverflowError(f"{argument}: {a!r} is too large for a float") from None
 

@@ -1249,6 +1249,8 @@ def _video_frames(video: np.ndarray, dataformats: Any) -> np.ndarray:
     b, t, c, h, w = v.shape
     if b == 0:
         raise ArgumentShapeError("vid_tensor: the batch holds no videos")
+    if t == 0:
+        raise ArgumentIndexError("vid_tensor: the videos hold no frames (T = 0)")
     if v.dtype == np.uint8:
         v = v.astype(np.float32) / np.float32(255.0)
     if b & (b - 1):
