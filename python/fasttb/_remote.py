@@ -117,7 +117,37 @@ def open_filesystem(url: str, storage_options: Optional[Dict[str, Any]]) -> Tupl
         raise ImportError(f"log_dir {url!r}: {exc}{advice}") from None
     except ValueError as exc:
         raise ValueError(f"log_dir {url!r}: {exc}") from None
+    if getattr(fs, "async_impl", False):
+        _quiet_network_errors_of_abandoned_tasks()
     return fs, str(path).rstrip("/")
+
+
+_quieted = False
+
+
+def _quiet_network_errors_of_abandoned_tasks() -> None:
+    """During an outage, asyncio printed a "Task exception was never retrieved" traceback on
+    stderr for each connection that aiohttp (under s3fs, gcsfs...) left behind, dozens a second,
+    where fasttb itself warns once. fsspec's event loop now drops exactly those reports: network
+    errors of tasks nobody awaits any more. Every other report goes to asyncio's handler."""
+    global _quieted
+    if _quieted:
+        return
+    try:
+        from fsspec.asyn import get_loop
+    except ImportError:
+        return
+    _quieted = True
+
+    def handler(loop: Any, context: Dict[str, Any]) -> None:
+        error = context.get("exception")
+        abandoned = str(context.get("message", "")).startswith("Task exception was never retrieved")
+        network = isinstance(error, (OSError, TimeoutError)) or type(error).__module__.startswith("aiohttp")
+        if not (abandoned and network):
+            loop.default_exception_handler(context)
+
+    loop = get_loop()
+    loop.call_soon_threadsafe(loop.set_exception_handler, handler)
 
 
 def public_options(options: Any) -> Any:
