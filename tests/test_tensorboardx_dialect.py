@@ -647,3 +647,24 @@ def test_works_with_numpy_and_protobuf_only(tmp_path):
     main = [events for path, events in runs.items() if os.path.dirname(path) == logdir][0]
     assert main[0].file_version == "brain.Event:2" and not main[0].HasField("source_metadata")
     assert len([e for e in main if e.summary.value]) == 12
+
+
+@pytest.mark.parametrize("call", [
+    lambda w: w.add_scalar("s", __import__("decimal").Decimal("1.5"), 1),
+    lambda w: w.add_scalars("m", {"a": __import__("fractions").Fraction(1, 3)}, 1),
+    lambda w: w.add_histogram("h", np.array([None, 1]), 1),
+    lambda w: w.add_histogram("h", np.array(["2020-01-01", "2021-01-01"], dtype="datetime64[D]"), 1),
+], ids=["decimal", "fraction", "none in an array", "dates"])
+def test_values_numpy_holds_as_objects_are_refused_as_there(tmp_path, call):
+    # tensorboardX looks for NaN in every array, which fails with TypeError on object and date
+    # arrays; fasttb's dialect converted them and wrote records (None as NaN, dates as days).
+    # (A plain int past 64 bits still goes through add_scalar's native call, as in torch's dialect.)
+    import tensorboardX
+
+    for writer in (tensorboardX.SummaryWriter, SummaryWriter):
+        w = writer(str(tmp_path / writer.__module__))
+        with pytest.raises(TypeError):
+            call(w)
+        w.close()
+    assert not any(e.summary.value for events in read_tree(str(tmp_path / "fasttb.tensorboardX")).values()
+                   for e in events)

@@ -110,9 +110,10 @@ def to_array(value: Any, argument: str = "value") -> np.ndarray:
     """A value as a numpy array by tensorboardX's rules: lists through ``np.array``, numpy arrays
     as they are, Python and numpy scalars as 0-d arrays, torch tensors copied to host memory, and
     chainer, mxnet, jax and paddle arrays converted. Anything else (tuples included) raises, and
-    so does text (tensorboardX sums every array to look for NaN, which text fails)."""
+    so do text, objects (Decimal, Fraction, ints past 64 bits, None) and dates: tensorboardX
+    looks for NaN in every array, which fails on them."""
     a = _to_array(value, argument)
-    if a.dtype.kind in "USV":
+    if a.dtype.kind in "USVOMm":
         raise TypeError(f"{argument}: expected numbers, got {a.dtype} values")
     return a
 
