@@ -633,6 +633,10 @@ BAD_CALLS = {
     "values a str": lambda w: w.add_histogram("h", "x"),
     "rescale a str": lambda w: w.add_image_with_boxes("b", np.zeros((3, 8, 8)), np.zeros((1, 4)), rescale="x"),
     "a datetime": lambda w: w.add_scalar("s", np.datetime64("2020-01-01")),
+    "label_img a list": lambda w: w.add_embedding(np.ones((2, 2)), label_img=[np.zeros((3, 2, 2))] * 2),
+    "sample rate 0": lambda w: w.add_audio("a", np.zeros(10), sample_rate=0),
+    "mesh of a str": lambda w: w.add_mesh("m", "x"),
+    "raw PR counts as scalars": lambda w: w.add_pr_curve_raw("p", 1, 1, 1, 1, 1, 1),
 }
 
 
@@ -651,5 +655,6 @@ def test_bad_input_raises_what_torch_raises(tmp_path, call):
     theirs, ours = errors
     assert isinstance(ours, type(theirs)), f"{ours!r} is not a {type(theirs).__name__}"
     assert isinstance(ours, (TypeError, ValueError))  # and the type Python's convention asks
+    assert str(ours)  # a message, naming what was wrong
     tags = [v.tag for e in read_events(str(tmp_path / "fasttb.writer")) for v in e.summary.value]
     assert tags == ["before"]  # kept

@@ -16,6 +16,7 @@ import math
 import operator
 import os
 import time
+import wave
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
@@ -59,6 +60,14 @@ def _numeric(a: np.ndarray, argument: str) -> np.ndarray:
         return _for_core(a)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{argument}: expected numbers, got dtype {a.dtype} ({exc})") from None
+
+
+class _CountsShapeError(ArgumentShapeError, IndexError):
+    """PR-curve counts that are not sequences of one length (the stock writer indexes them)."""
+
+
+class _SampleRateError(ValueError, wave.Error):
+    """A sample rate of no samples per second (the stock writer's wave module refuses it)."""
 
 
 def _number(a: Any, argument: str) -> float:
@@ -172,7 +181,7 @@ class KindsMixin:
                                                (false_negative_counts, "false_negative_counts"),
                                                (precision, "precision"), (recall, "recall"))]
         if any(r.ndim != 1 for r in rows) or len({r.shape for r in rows}) != 1:
-            raise ArgumentShapeError("true_positive_counts ... recall: must be six 1-D sequences of one length")
+            raise _CountsShapeError("true_positive_counts ... recall: must be six 1-D sequences of one length")
         try:
             data = np.stack(rows).astype(np.float64)
         except (TypeError, ValueError) as exc:
@@ -283,6 +292,8 @@ class KindsMixin:
         if metadata is not None and mat.shape[:1] != (len(metadata),):
             raise ArgumentShapeError("#labels should equal with #data points")
         images = None
+        if isinstance(label_img, (list, tuple)):  # (the stock writer asks it for its shape)
+            raise ArgumentAttributeError(f"label_img: expected an array or tensor, got {type(label_img).__name__}")
         if label_img is not None:
             images = make_np(label_img, "label_img")
             if images.ndim != 4:
@@ -353,6 +364,8 @@ class KindsMixin:
         if samples.ndim != 1:
             raise ArgumentShapeError("input tensor should be 1 dimensional.")
         rate = _number(sample_rate, "sample_rate")
+        if not rate > 0.5:  # (rounded, 0 samples per second)
+            raise _SampleRateError(f"sample_rate: must be a positive number of samples per second, got {sample_rate!r}")
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
         if samples.dtype not in (np.float32, np.float64):
@@ -396,6 +409,8 @@ class KindsMixin:
         arrays = []
         for value, _, _, argument in parts:
             a = _array(value, argument)
+            if a.dtype.kind in "USV":
+                raise ArgumentValueTypeError(f"{argument}: expected numbers, got {a.dtype} values")
             if a.ndim != 3:
                 raise ArgumentShapeError(f"{argument}: expected a (B, N, 3) array, got shape {a.shape}")
             arrays.append(a)
