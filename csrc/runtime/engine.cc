@@ -168,6 +168,13 @@ void Engine::note_high_water(size_t queued) {
     }
 }
 
+void Engine::enqueue_counted(Item* item) {
+    const size_t queued = pushed_.fetch_add(item->accounted, std::memory_order_relaxed) + item->accounted -
+                          released_.load(std::memory_order_relaxed);
+    note_high_water(queued);
+    queue_.push(item);
+}
+
 Engine::Admit Engine::try_push(Item* item, bool drop_when_full) {
     const size_t size = item->accounted;
     const auto refuse = [&] {
@@ -208,10 +215,7 @@ Engine::Waited Engine::push_when_room(Item* item, const std::atomic<bool>& give_
         // This thread already waits in line, further down its stack: Python runs signal handlers
         // inside that wait, and one that logs would wait behind its own thread forever. The
         // record goes in over the bound instead.
-        const size_t queued = pushed_.fetch_add(item->accounted, std::memory_order_relaxed) +
-                              item->accounted - released_.load(std::memory_order_relaxed);
-        note_high_water(queued);
-        queue_.push(item);
+        enqueue_counted(item);
         wake();
         return Waited::queued;
     }
@@ -235,10 +239,7 @@ Engine::Waited Engine::push_when_room(Item* item, const std::atomic<bool>& give_
             result = Waited::gave_up;
         } else {
             // First in line and it fits: queue it before anyone behind can look.
-            const size_t queued = pushed_.fetch_add(me.bytes, std::memory_order_relaxed) + me.bytes -
-                                  released_.load(std::memory_order_relaxed);
-            note_high_water(queued);
-            queue_.push(item);
+            enqueue_counted(item);
         }
         leave_line(&me);
         return true;

@@ -140,6 +140,7 @@ private:
     std::condition_variable parked_cv_;
     bool fits(size_t bytes) const;
     void note_high_water(size_t queued);
+    void enqueue_counted(Item* item);  // counts it as queued, then queues it, whatever the bound
     void leave_line(Waiter* w);
 
     std::chrono::microseconds nap_;      // worker only: how long it waits before looking again

@@ -49,13 +49,17 @@ void wait_for_drain() {
     }
 }
 
-// On the watcher: drains, then ends the process by `sig` with its default action.
-[[noreturn]] void drain_and_end(int sig) {
-    wait_for_drain();
+void restore_default_action(int sig) {
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
     sigaction(sig, &dfl, nullptr);
+}
+
+// On the watcher: drains, then ends the process by `sig` with its default action.
+[[noreturn]] void drain_and_end(int sig) {
+    wait_for_drain();
+    restore_default_action(sig);
     sigset_t only;
     sigemptyset(&only);
     sigaddset(&only, sig);
@@ -82,10 +86,7 @@ void on_terminate(int sig) {
     }
     // No watcher in this process (it could not be started): wait here, as a last resort.
     wait_for_drain();
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset(&dfl.sa_mask);
-    sigaction(sig, &dfl, nullptr);
+    restore_default_action(sig);
     raise(sig);  // blocked while this handler runs: delivered, with the default action, on return
     errno = saved_errno;
 }
