@@ -637,6 +637,14 @@ BAD_CALLS = {
     "sample rate 0": lambda w: w.add_audio("a", np.zeros(10), sample_rate=0),
     "mesh of a str": lambda w: w.add_mesh("m", "x"),
     "raw PR counts as scalars": lambda w: w.add_pr_curve_raw("p", 1, 1, 1, 1, 1, 1),
+    # Tags the stock writer joins to a str with "+", or puts in a repeated field: no None, no bytes.
+    "a bytes key": lambda w: w.add_scalars("m", {b"a": 1.0}),
+    "a None key": lambda w: w.add_scalars("m", {None: 1.0}),
+    "a None text tag": lambda w: w.add_text(None, "x"),
+    "a bytes text tag": lambda w: w.add_text(b"t", "x"),
+    "a None multiline tag": lambda w: w.add_custom_scalars_multilinechart(["a", None]),
+    "raw limits as text": lambda w: w.add_histogram_raw("h", 0, 2, 3, 3, 5, ["1", "2"], [1, 2]),
+    "raw counts as a str array": lambda w: w.add_histogram_raw("h", 0, 2, 3, 3, 5, [1, 2], np.array(["1", "2"])),
 }
 
 

@@ -58,6 +58,14 @@ def to_str(value: Any, argument: str) -> str:
     raise ArgumentAttributeError(f"{argument}: expected a str, got {type(value).__name__}")
 
 
+def to_joined_str(value: Any, argument: str) -> str:
+    """A str argument the stock writer joins to another str with ``+``: anything else, ``None``
+    and bytes included, is refused with TypeError, as there."""
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(f"{argument}: expected a str, got {type(value).__name__}")
+
+
 def worker_path(path: str) -> bytes:
     """`path` for the worker, which opens it after the call has returned: made absolute now, as
     the stock writer's own open would see it, whatever the working directory is by then."""

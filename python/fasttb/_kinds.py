@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import numpy as np
 
 from ._convert import (ArgumentAttributeError, ArgumentIndexError, ArgumentOverflowError, ArgumentShapeError,
-                       ArgumentValueTypeError, ArgumentZeroDivisionError, _is_torch_tensor, make_np, to_step, to_str, to_tag, to_walltime,
-                       worker_path)
+                       ArgumentValueTypeError, ArgumentZeroDivisionError, _is_torch_tensor, make_np, to_joined_str,
+                       to_step, to_str, to_tag, to_walltime, worker_path)
 
 if TYPE_CHECKING:
     from .writer import FileWriter
@@ -124,7 +124,7 @@ class KindsMixin:
         """add_text's general path (SummaryWriter.add_text is native, csrc/bindings/fastcall.h): log a
         string, rendered as Markdown by TensorBoard, under ``<tag>/text_summary``."""
         text_string = to_str(text_string, "text_string")
-        tag = to_tag(tag)
+        tag = to_joined_str(tag, "tag")  # the stock writer appends "/text_summary"
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
         self._main().push_text(tag, text_string, step, wall_time)
@@ -214,7 +214,10 @@ class KindsMixin:
                 kind, tags = chart[0], chart[1]
                 if isinstance(tags, (str, bytes)) or not hasattr(tags, "__iter__"):
                     raise TypeError(f"layout[{category_title!r}][{chart_title!r}]: tags must be a list of str")
-                tags = [to_tag(t, "layout tag") for t in tags]
+                # A Margin chart's tags are fields of their own (None leaves one unset); a
+                # Multiline chart's are one repeated field, which refuses None.
+                tags = [to_tag(t, "layout tag") if kind == "Margin" or t is not None else to_joined_str(t, "layout tag")
+                        for t in tags]
                 entry = category.chart.add(title=to_tag(chart_title, "layout key"))
                 if kind == "Margin":
                     if len(tags) != 3:

@@ -47,7 +47,7 @@ from . import _core, _device
 from . import writer as _writer
 from ._convert import (ArgumentAttributeError, ArgumentIndexError, ArgumentOverflowError, ArgumentShapeError,
                        ArgumentTypeError,
-                       ArgumentZeroDivisionError, make_np, to_step, to_tag, to_walltime, worker_path)
+                       ArgumentZeroDivisionError, make_np, to_joined_str, to_step, to_tag, to_walltime, worker_path)
 from ._image import EmptyBatchError, ImageFormatError, _layout, image_with_boxes_to_hwc_uint8
 
 __all__ = ["SummaryWriter"]
@@ -912,8 +912,7 @@ class SummaryWriter(_Base):
     def _add_text(self, tag: Any, text_string: Any, global_step: Any = None, walltime: Any = None) -> None:
         """add_text's general path: log a string, rendered as Markdown, under
         ``<tag>/text_summary`` (the tag is kept as given)."""
-        if not isinstance(tag, str):
-            raise TypeError(f"tag: expected a str, got {type(tag).__name__}")
+        tag = to_joined_str(tag, "tag")
         if not isinstance(text_string, str):
             raise ArgumentAttributeError(f"text_string: expected a str, got {type(text_string).__name__}")
         step = to_step(self._step(global_step))

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _core, _device, _distributed, _lifecycle
 from ._convert import (ArgumentAttributeError, ArgumentOverflowError, _is_torch_tensor, make_np, to_scalar, to_step,
-                       to_str, to_tag, to_walltime, worker_path)
+                       to_joined_str, to_str, to_tag, to_walltime, worker_path)
 from ._histogram import histogram_request
 from ._image import (figure_to_chw_uint8, image_to_hwc_uint8, image_with_boxes_to_hwc_uint8,
                      images_to_hwc_uint8, native_layout, checked_layout)
@@ -665,7 +665,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         values: List[Tuple[str, Any]] = []
         on_device: List[Any] = []  # CUDA values, copied without a sync (their place: None)
         for key, v in tag_scalar_dict.items():
-            key = to_tag(key, "tag_scalar_dict key")
+            key = to_joined_str(key, "tag_scalar_dict key")
             if _device.is_device_scalar(v):
                 values.append((key, None))
                 on_device.append(v)
@@ -982,13 +982,21 @@ def _doubles(values: Any, argument: str) -> list:
     if isinstance(values, (str, bytes)):
         raise TypeError(f"{argument}: expected a sequence of numbers, got {type(values).__name__}")
     if _is_array_like(values):
-        return make_np(values, argument).astype(np.float64).ravel().tolist()
-    try:
-        return [float(v) for v in values]
-    except TypeError:
-        raise TypeError(f"{argument}: expected a sequence of numbers, got {values!r}") from None
-    except OverflowError:
-        raise ArgumentOverflowError(f"{argument}: holds a number too large for a float") from None
+        array = make_np(values, argument)
+        if array.dtype.kind in "SU":  # float() reads numbers written as text; protobuf does not
+            raise TypeError(f"{argument}: expected numbers, got {array.dtype} values")
+        return array.astype(np.float64).ravel().tolist()
+    numbers = []
+    for v in values:
+        if isinstance(v, (str, bytes)):
+            raise TypeError(f"{argument}: expected numbers, got {v!r}")
+        try:
+            numbers.append(float(v))
+        except TypeError:
+            raise TypeError(f"{argument}: expected a sequence of numbers, got {values!r}") from None
+        except OverflowError:
+            raise ArgumentOverflowError(f"{argument}: holds a number too large for a float") from None
+    return numbers
 
 
 def _is_array_like(values: Any) -> bool:
