@@ -208,6 +208,16 @@ def test_purge_markers_match_torch(tmp_path):
     assert len(ours) == 3
 
 
+@pytest.mark.parametrize("purge_step", [1.5, "3", True])
+def test_purge_step_that_is_no_integer_is_refused_as_torch_refuses_it(tmp_path, purge_step):
+    errors = []
+    for cls, name in ((TorchWriter, "torch"), (SummaryWriter, "fasttb")):
+        with pytest.raises(Exception) as caught:
+            cls(str(tmp_path / name), purge_step=purge_step)
+        errors.append(caught.value)
+    assert isinstance(errors[1], type(errors[0])) and "purge_step" in str(errors[1])
+
+
 def test_context_manager_closes_and_propagates(logdir):
     with pytest.raises(KeyError):
         with SummaryWriter(logdir) as w:

@@ -242,6 +242,53 @@ def test_reopen_after_close_writes_purge_markers_again(tmp_path):
         assert events[1].file_version and events[2].session_log.status == 1
 
 
+def test_a_closed_file_writer_drops_records_until_reopened(tmp_path):
+    # tensorboardX's closed FileWriter ignores what it is given (fasttb raised "Writer is
+    # closed"); reopen() makes it write again, which tensorboardX's own reopen cannot do.
+    def calls(w):
+        w.add_scalar("before", 1.0, 0)
+        w._get_file_writer().close()
+        w.add_scalar("dropped", 2.0, 1)
+        w.add_text("dropped_text", "x", 1)
+        w.add_histogram("dropped_histogram", np.arange(4.0), 1)
+        w.flush()
+
+    theirs, ours, _ = run_both(tmp_path, calls)
+    assert_same_tbx_runs(theirs, ours)
+    w = SummaryWriter(str(tmp_path / "reopened"))
+    w._get_file_writer().close()
+    w.add_scalar("dropped", 1.0, 1)
+    w._get_file_writer().reopen()
+    w.add_scalar("kept", 2.0, 2)
+    w.close()
+    tags = [v.tag for events in read_tree(str(tmp_path / "reopened")).values() for e in events
+            for v in e.summary.value]
+    assert tags == ["kept"]
+
+
+@pytest.mark.parametrize("purge_step", [1.5, "3", True, 3.0])
+def test_purge_step_that_is_no_integer_is_refused(tmp_path, purge_step):
+    theirs = raised(lambda: tensorboardX.SummaryWriter(str(tmp_path / "tbx"), purge_step=purge_step))
+    ours = raised(lambda: SummaryWriter(str(tmp_path / "ours"), purge_step=purge_step))
+    assert isinstance(ours, type(theirs)) and "purge_step" in str(ours)
+    SummaryWriter(str(tmp_path / "np"), purge_step=np.int64(3)).close()  # as tensorboardX takes it
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, 10**400])
+def test_ints_beyond_numpy_integers_are_refused(tmp_path, value):
+    # numpy holds such an int as an object, which tensorboardX's isnan() refuses; the native
+    # add_scalar took them as floats.
+    def calls(w):
+        w.add_scalar("before", 1.0, 0)
+        w.add_scalar("big", 2**64 - 1, 1)  # uint64: logged
+        return raised(lambda: w.add_scalar("big", value, 2))
+
+    errors = []
+    theirs, ours, _ = run_both(tmp_path, lambda w: errors.append(calls(w)))
+    assert isinstance(errors[1], type(errors[0])) and "scalar_value" in str(errors[1])
+    assert_same_tbx_runs(theirs, ours)
+
+
 def test_comet_and_unknown_arguments(tmp_path):
     for config in ({"disabled": True}, None):
         SummaryWriter(str(tmp_path / "ok"), comet_config=config).close()

@@ -1,6 +1,7 @@
 // NativeWriter and the native method descriptors (add_scalar, add_text); see fastcall.h.
 #include "bindings/fastcall.h"
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -79,7 +80,9 @@ bool as_double(PyObject* o, double* out) {
             PyErr_Clear();  // too large for a double: the general path raises OverflowError
             return false;
         }
-        return true;
+        // Beyond int64 the dialects differ (numpy holds such an int as an object, which torch's
+        // float() takes and tensorboardX's isnan() refuses): the general path decides.
+        return std::fabs(*out) < 0x1p63;
     }
     return false;
 }

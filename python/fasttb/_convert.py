@@ -8,6 +8,7 @@ instance of the exception type the stock writer raises for the same input, so ex
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
 import time
@@ -132,6 +133,15 @@ def to_step(global_step: Any, argument: str = "global_step") -> int:
     if not _INT64_MIN <= step <= _INT64_MAX:
         raise ValueError(f"{argument}: {step} is out of the int64 range of Event.step")
     return step
+
+
+def to_field_step(value: Any, argument: str) -> int:
+    """A step the stock writer hands to protobuf's int64 field as it is: an int or a numpy
+    integer (anything with ``__index__``); protobuf refuses a bool, a float or a str with
+    TypeError, so this does too."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{argument}: expected an integer, got {value!r}")
+    return to_step(operator.index(value), argument)
 
 
 def to_walltime(walltime: Any, argument: str = "walltime") -> float:

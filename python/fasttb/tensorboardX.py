@@ -262,6 +262,13 @@ class _FileWriter(_writer.FileWriter):
         self._on_metadata: Optional[Callable[[], Any]] = None  # a WeakMethod of the owner
         super().__init__(*args, **kwargs)
 
+    def _ready(self) -> Any:
+        """The core writer to queue to; once this file writer is closed (and until reopen()),
+        one that drops what it is given, as tensorboardX's closed writer does."""
+        if self._closed:
+            return _NULL_CORE
+        return super()._ready()
+
     def _resolve(self, step: Any, walltime: Any) -> Tuple[Any, float]:
         defaults = self._default_metadata
         if defaults:

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _core, _device, _distributed, _lifecycle
 from ._convert import (ArgumentAttributeError, ArgumentOverflowError, _is_torch_tensor, make_np, to_scalar, to_step,
-                       to_joined_str, to_str, to_tag, to_walltime, worker_path)
+                       to_field_step, to_joined_str, to_str, to_tag, to_walltime, worker_path)
 from ._histogram import histogram_request
 from ._image import (figure_to_chw_uint8, image_to_hwc_uint8, image_with_boxes_to_hwc_uint8,
                      images_to_hwc_uint8, native_layout, checked_layout)
@@ -484,7 +484,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
             log_dir = _distributed.default_log_dir(comment)
         self._remote_root = _remote_root(log_dir, storage_options, upload_timeout)
         self.log_dir = log_dir
-        self.purge_step = purge_step
+        self.purge_step = None if purge_step is None else to_field_step(purge_step, "purge_step")
         self.max_queue = max_queue
         self.flush_secs = flush_secs
         self.filename_suffix = filename_suffix
