@@ -209,8 +209,9 @@ class KindsMixin:
                     f"layout[{category_title!r}]: expected a dict of charts, got {type(charts).__name__}")
             category = message.category.add(title=to_tag(category_title, "layout key"))
             for chart_title, chart in charts.items():
-                if not isinstance(chart, (list, tuple)) or len(chart) < 2:
-                    raise TypeError(f"layout[{category_title!r}][{chart_title!r}]: expected [chart type, tags]")
+                if not isinstance(chart, (list, tuple)) or len(chart) < 2:  # raised as torch raises it
+                    error = ArgumentIndexError if isinstance(chart, (list, tuple)) else ArgumentValueTypeError
+                    raise error(f"layout[{category_title!r}][{chart_title!r}]: expected [chart type, tags]")
                 kind, tags = chart[0], chart[1]
                 if isinstance(tags, (str, bytes)) or not hasattr(tags, "__iter__"):
                     raise TypeError(f"layout[{category_title!r}][{chart_title!r}]: tags must be a list of str")
@@ -549,7 +550,7 @@ def _video_frames(video: np.ndarray) -> np.ndarray:
     2 ** ((bit_length(N) - 1) // 2)), then times 255, clipped and truncated to uint8."""
     b, t, c, h, w = video.shape
     if b == 0:
-        raise ArgumentShapeError("vid_tensor: the batch holds no videos")
+        raise ArgumentValueTypeError("vid_tensor: the batch holds no videos")  # TypeError there
     if t == 0:
         raise ArgumentIndexError("vid_tensor: the videos hold no frames (T = 0)")
     v = np.float32(video) / 255.0 if video.dtype == np.uint8 else video

@@ -46,8 +46,8 @@ import numpy as np
 from . import _core, _device
 from . import writer as _writer
 from ._convert import (ArgumentAttributeError, ArgumentIndexError, ArgumentOverflowError, ArgumentShapeError,
-                       ArgumentTypeError,
-                       ArgumentZeroDivisionError, make_np, to_joined_str, to_step, to_tag, to_walltime, worker_path)
+                       ArgumentTypeError, ArgumentValueTypeError, ArgumentZeroDivisionError, make_np, to_joined_str,
+                       to_step, to_tag, to_walltime, worker_path)
 from ._image import EmptyBatchError, ImageFormatError, _layout, image_with_boxes_to_hwc_uint8
 
 __all__ = ["SummaryWriter"]
@@ -979,9 +979,9 @@ class SummaryWriter(_Base):
             for chart_title, chart in charts.items():
                 try:
                     kind, tags = chart[0], chart[1]
-                except (TypeError, IndexError, KeyError):
-                    raise ArgumentIndexError(
-                        f"layout[{category_title!r}][{chart_title!r}]: expected [chart type, tags]") from None
+                except (TypeError, IndexError, KeyError) as exc:  # raised as tensorboardX raises it
+                    error = ArgumentIndexError if isinstance(exc, IndexError) else ArgumentValueTypeError
+                    raise error(f"layout[{category_title!r}][{chart_title!r}]: expected [chart type, tags]") from None
                 entry = category.chart.add(title=chart_title)
                 try:
                     if kind == "Margin":
@@ -1255,7 +1255,7 @@ def _video_frames(video: np.ndarray, dataformats: Any) -> np.ndarray:
     v = video.transpose(index)
     b, t, c, h, w = v.shape
     if b == 0:
-        raise ArgumentShapeError("vid_tensor: the batch holds no videos")
+        raise ArgumentValueTypeError("vid_tensor: the batch holds no videos")  # TypeError there
     if t == 0:
         raise ArgumentIndexError("vid_tensor: the videos hold no frames (T = 0)")
     if v.dtype == np.uint8:

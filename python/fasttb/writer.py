@@ -177,6 +177,8 @@ class FileWriter:
         """Write a protobuf ``Summary`` as an event at ``global_step``."""
         wall_time = to_walltime(walltime)
         step = to_step(global_step)
+        if not hasattr(summary, "SerializeToString"):  # protobuf refuses it in torch's Event(summary=)
+            raise ArgumentAttributeError(f"summary: expected a Summary message, got {type(summary).__name__}")
         self._ready().push_summary(summary.SerializeToString(), step, wall_time)
 
     def add_graph(self, graph_profile: Any, walltime: Optional[float] = None) -> None:
