@@ -218,6 +218,29 @@ def test_purge_step_that_is_no_integer_is_refused_as_torch_refuses_it(tmp_path, 
     assert isinstance(errors[1], type(errors[0])) and "purge_step" in str(errors[1])
 
 
+def test_a_shallow_copy_logs_to_the_same_run_as_torchs_does(tmp_path):
+    import copy
+
+    from conftest import read_tree
+
+    runs = []
+    for cls, name in ((TorchWriter, "torch"), (SummaryWriter, "fasttb")):
+        w = cls(str(tmp_path / name))
+        w.add_scalar("a", 1.0, 0)
+        clone = copy.copy(w)
+        clone.add_scalar("b", 2.0, 1)
+        w.add_scalar("c", 3.0, 2)
+        clone.add_scalars("m", {"x": 1.0}, 3)
+        w.add_scalars("m", {"x": 2.0}, 4)
+        clone.close()
+        with pytest.raises(OSError, match="Writer is closed"):  # the files are closed for both
+            w.add_scalar("d", 4.0, 5)
+        runs.append(sorted((os.path.relpath(os.path.dirname(path), tmp_path / name), v.tag, e.step)
+                           for path, events in read_tree(str(tmp_path / name)).items()
+                           for e in events for v in e.summary.value))
+    assert runs[0] == runs[1] and len(runs[1]) == 5
+
+
 def test_context_manager_closes_and_propagates(logdir):
     with pytest.raises(KeyError):
         with SummaryWriter(logdir) as w:

@@ -973,6 +973,13 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
             totals.update(self._remote_root.stats())
         return totals
 
+    def __copy__(self) -> "SummaryWriter":
+        """A shallow copy, as ``copy.copy`` makes of the stock writer: it shares this writer's
+        files, so both log to the same run, and closing either closes them for both."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
     def __enter__(self) -> "SummaryWriter":
         return self
 
