@@ -255,7 +255,7 @@ def embedding_files(logdir):
 
 
 @pytest.mark.parametrize("case", ["plain", "metadata", "header", "sprite", "grey", "uint8", "float64",
-                                  "ints", "two calls"])
+                                  "ints", "two calls", "empty tag", "no rows"])
 def test_embedding_files(tmp_path, case):
     mat = RNG.random((10, 4)).astype(np.float32)
     meta = [f"m{i}" for i in range(10)]
@@ -282,6 +282,10 @@ def test_embedding_files(tmp_path, case):
             w.add_embedding(big)
         elif case == "ints":
             w.add_embedding(ints)
+        elif case == "empty tag":  # the config's paths had "00000//tensors.tsv"
+            w.add_embedding(mat, metadata=meta, label_img=images, tag="")
+        elif case == "no rows":  # the stock writer's file is made by its first write
+            w.add_embedding(mat[:0], metadata=[])
         else:
             w.add_embedding(mat, tag="a", global_step=1)
             w.add_embedding(mat[:5], metadata=meta[:5], tag="b", global_step=1)

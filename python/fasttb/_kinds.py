@@ -15,6 +15,7 @@ import json
 import math
 import operator
 import os
+import posixpath
 import time
 import wave
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
@@ -326,7 +327,9 @@ class KindsMixin:
             core.write_sprite(worker_path(os.path.join(save_path, "sprite.png")),
                               _for_core(images).reshape(images.shape), columns)
         tensors_path = worker_path(os.path.join(save_path, "tensors.tsv"))
-        if mat.dtype in _CORE_DTYPES:
+        if mat.shape[0] == 0:
+            pass  # the stock writer's file is made by its first write, so no rows make no file
+        elif mat.dtype in _CORE_DTYPES:
             core.write_tsv(tensors_path, np.ascontiguousarray(mat))
         else:  # complex, object and text matrices: str() of each element, as the stock writer
             lines = "".join("\t".join(str(x.item()) for x in row) + "\n" for row in mat)
@@ -335,18 +338,18 @@ class KindsMixin:
         if not hasattr(self, "_projector_config"):
             self._projector_config = proto.ProjectorConfig()
         info = self._projector_config.embeddings.add(tensor_name=f"{tag}:{step_text}",
-                                                     tensor_path=f"{subdir}/tensors.tsv")
+                                                     tensor_path=posixpath.join(subdir, "tensors.tsv"))
         if metadata is not None:
-            info.metadata_path = f"{subdir}/metadata.tsv"
+            info.metadata_path = posixpath.join(subdir, "metadata.tsv")
         if images is not None:
-            info.sprite.image_path = f"{subdir}/sprite.png"
+            info.sprite.image_path = posixpath.join(subdir, "sprite.png")
             info.sprite.single_image_dim.extend([images.shape[3], images.shape[2]])
         config = text_format.MessageToString(self._projector_config)
         core.write_file(worker_path(os.path.join(log_dir, "projector_config.pbtxt")), config.encode("utf-8"))
         # A remote run uploads these once the worker has written them.
         file_writer._side_files([os.path.join(save_path, name) for name, wanted in
                                  (("metadata.tsv", tsv_text is not None), ("sprite.png", images is not None),
-                                  ("tensors.tsv", True)) if wanted] +
+                                  ("tensors.tsv", mat.shape[0] > 0)) if wanted] +
                                 [os.path.join(log_dir, "projector_config.pbtxt")])
 
     # -- audio, video, meshes, tensors -----------------------------------------------------------
