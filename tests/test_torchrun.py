@@ -64,6 +64,9 @@ def test_rank_zero_only_writers_do_nothing_on_other_ranks(tmp_path, monkeypatch)
         w._get_file_writer().add_summary(None)
         w.flush()
     assert w.stats()["records"] == 0
+    # What code reads of rank 0's writer is there too (it was None).
+    assert w.file_writer.get_logdir() == target and list(w.all_writers) == [target]
+    assert w._get_file_writer() is w.file_writer
     assert not os.path.exists(target)
     cost = min(timeit.repeat(lambda: w.add_scalar("x", 1.0, 1), number=100_000, repeat=3)) / 100_000
     print(f"add_scalar of a rank-zero-only writer on rank 1: {cost * 1e9:.0f} ns")
@@ -85,6 +88,8 @@ def test_rank_zero_only_writers_do_nothing_on_other_ranks(tmp_path, monkeypatch)
         assert isinstance(tbx, fasttb.tensorboardX.SummaryWriter)
         with tbx.use_metadata(global_step=1):
             tbx.add_scalar("x", 1.0)
+        tbx.default_bins = tbx.default_bins[:5]
+        assert tbx.scalar_dict == {{}} and tbx.kwargs == {{}} and tbx.file_writer.get_logdir() == tbx.logdir
         tbx.close()
         assert not os.path.exists({str(tmp_path / "tbx")!r})
     """, env={"RANK": "1"})

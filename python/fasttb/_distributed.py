@@ -195,12 +195,17 @@ def _null_init(self: Any, log_dir: Any = None, comment: str = "", purge_step: An
     self.max_queue = max_queue
     self.flush_secs = flush_secs
     self.filename_suffix = filename_suffix
-    self.file_writer = None
-    self.all_writers = None
+    # What rank 0's writer has from its first file on, so that code reading these works on
+    # every rank.
+    self.file_writer = NullFileWriter(log_dir)
+    self.all_writers = {log_dir: self.file_writer}
+    dialect_state = getattr(type(self), "_init_null_state", None)
+    if dialect_state is not None:
+        dialect_state(self, kwargs)
 
 
 def _null_file_writer(self: Any) -> NullFileWriter:
-    return NullFileWriter(self.log_dir)
+    return self.file_writer
 
 
 def _null_logdir(self: Any) -> Any:

@@ -408,6 +408,14 @@ class SummaryWriter(_Base):
         _Base.__init__(self, logdir, comment, purge_step, max_queue, flush_secs, filename_suffix,
                        on_full=on_full)
 
+    def _init_null_state(self, kwargs: Dict[str, Any]) -> None:
+        """The dialect's own attributes on a rank-zero-only writer of another rank, whose
+        __init__ does nothing else (see fasttb._distributed): user code reads these."""
+        self.kwargs = {k: v for k, v in kwargs.items()
+                       if k not in ("logdir", "log_dir", "write_to_disk", "comet_config", "on_full", "rank_zero_only")}
+        self.scalar_dict = {}
+        self._custom_bins = None
+
     # -- attributes ------------------------------------------------------------------------------
 
     @property
