@@ -167,6 +167,50 @@ def test_run_command_passes_on_exit_status_and_module_form(tmp_path):
     result = subprocess.run([sys.executable, "-m", "fasttb", "run", str(tmp_path / "missing.py")],
                             timeout=60, capture_output=True, text=True)
     assert result.returncode == 2 and "missing.py" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "fasttb", "run", "-m", "no_such_module_here"],
+                            cwd=str(tmp_path), timeout=60, capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith(": No module named no_such_module_here")
+
+
+def test_run_command_passes_arguments_and_file_as_python_does(tmp_path):
+    # "--" and what follows are the script's (argparse's REMAINDER dropped the "--"); __file__
+    # is absolute, so paths made from it hold after os.chdir; a folder runs its __main__.py.
+    body = "import os, sys\nos.chdir('/')\nprint(sys.argv[1:], os.path.isfile(__file__), sys.path[0])\n"
+    _script(tmp_path, body)
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__main__.py").write_text(body)
+    for target in ("train.py", "app"):
+        outputs = [subprocess.run(prefix + [target, "--", "--lr", "1"], cwd=str(tmp_path), timeout=60,
+                                  capture_output=True, text=True, check=True).stdout
+                   for prefix in ([sys.executable], [sys.executable, "-m", "fasttb", "run"])]
+        assert outputs[0] == outputs[1], target
+        assert outputs[1].startswith("['--', '--lr', '1'] True")
+
+
+def test_run_command_patches_the_interpreters_the_script_starts(tmp_path):
+    # A spawned child (mp.spawn, a DataLoader with spawn) is a new interpreter: only the
+    # environment reaches it, as FASTTB_PATCH=1 reaches torchrun's workers.
+    script = _script(tmp_path, """
+        import multiprocessing as mp
+
+        def child(queue):
+            from torch.utils.tensorboard import SummaryWriter
+            queue.put(SummaryWriter.__new__(SummaryWriter).__class__.__module__)
+
+        if __name__ == "__main__":
+            context = mp.get_context("spawn")
+            queue = context.Queue()
+            process = context.Process(target=child, args=(queue,))
+            process.start()
+            print(queue.get(timeout=120))
+            process.join()
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "FASTTB_PATCH"}
+    result = subprocess.run([sys.executable, "-m", "fasttb", "run", script], env=env, timeout=180,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "fasttb.writer"
 
 
 @pytest.mark.parametrize("value, patched", [("1", True), ("0", False), ("", False)])

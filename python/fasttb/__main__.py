@@ -27,7 +27,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "torch's and tensorboardX's SummaryWriter create fasttb writers.")
     run.add_argument("-m", dest="module", action="store_true", help="the target is a module, as in python -m")
     run.add_argument("target", help="the script's path (or the module's name with -m)")
-    run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+    run.add_argument("args", nargs="*", help="the script's own arguments, passed on as given")
     inspect = commands.add_parser("inspect", help="runs, tags, kinds, counts, step ranges and a CRC verdict per file")
     inspect.add_argument("path", help="a log directory or an event file")
     export = commands.add_parser("export", help="write the scalars of a log as CSV or Parquet")
@@ -47,7 +47,18 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="fsspec storage options as JSON (default: the non-secret ones the run saved; "
                              "credentials come from the environment)")
     upload.add_argument("--timeout", type=float, default=600.0, help="seconds to keep trying per spool (600)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    script_args = None
+    if argv[:1] == ["run"]:
+        # Everything after the target is the script's, "--" and options included, as python
+        # passes it on; only run's own options (-m, -h) come before the target.
+        target = 1
+        while target < len(argv) and argv[target].startswith("-") and argv[target] != "-":
+            target += 1
+        argv, script_args = argv[:target + 1], argv[target + 1:]
     args = parser.parse_args(argv)
+    if script_args is not None:
+        args.args = script_args
     if args.command == "upload":
         return upload_spools(args.spools, args.storage_options, args.timeout)
     if args.command in ("inspect", "export"):
@@ -89,22 +100,38 @@ def upload_spools(spools: List[str], storage_options: Optional[str], timeout: fl
 def run_patched(target: str, args: List[str], module: bool = False) -> int:
     """Run ``target`` (a script's path, or a module's name when ``module``) as ``__main__``
     with ``args`` as its arguments, after ``fasttb.patch()``. Returns its exit status."""
+    import importlib.util
     import os
     import runpy
+    import zipfile
 
-    from ._patch import patch
+    from ._patch import ENV_VAR, patch
 
     patch()
+    os.environ[ENV_VAR] = "1"  # and in the interpreters the script starts (spawn, subprocess)
     sys.argv = [target, *args]
     try:
         if module:  # sys.path[0] is the working directory already, as under python -m
+            try:
+                found = importlib.util.find_spec(target) is not None
+            except ImportError:
+                found = False
+            if not found:
+                print(f"{sys.executable}: No module named {target}", file=sys.stderr)
+                return 1
             runpy.run_module(target, run_name="__main__", alter_sys=True)
         else:
             if not os.path.exists(target):
                 print(f"python -m fasttb run: can't open file {target!r}", file=sys.stderr)
                 return 2
-            sys.path[0] = os.path.dirname(os.path.abspath(target))  # as under python script.py
-            runpy.run_path(target, run_name="__main__")
+            # As under python script.py: __file__ absolute, and sys.path[0] the script's folder
+            # (or the folder or zip archive itself, which run_path puts there).
+            path = os.path.abspath(target)
+            if os.path.isfile(path) and not zipfile.is_zipfile(path):
+                sys.path[0] = os.path.dirname(path)
+            else:
+                del sys.path[0]
+            runpy.run_path(path, run_name="__main__")
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or 0
