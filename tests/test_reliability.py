@@ -234,6 +234,45 @@ def test_stats_report_records_bytes_and_queue(logdir):
     assert {"queue_bytes", "queue_high_water", "queue_limit", "stalls"} <= set(stats)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc/self/status")
+def test_memory_stays_near_the_queue_bound(tmp_path):
+    # What the queue's bound leaves out held memory too: each open file kept its write buffer
+    # (up to 8 MiB, 30 writers with a 3 MiB text each: +90 MiB after flush), and large blocks
+    # were kept for reuse up to 128 MiB whatever the bound (+78 MiB peak under a 4 MiB bound).
+    result = run_python(f"""
+        import numpy as np, fasttb
+        from fasttb import _core
+
+        def rss_mib():
+            for line in open("/proc/self/status"):
+                if line.startswith("VmRSS"):
+                    return int(line.split()[1]) / 1024
+
+        fasttb.set_queue_limit(4 << 20)
+        values = np.random.default_rng(0).standard_normal(1_000_000)
+        text = "x" * (3 << 20)
+        writers = [fasttb.SummaryWriter({str(tmp_path)!r} + f"/w{{i}}") for i in range(30)]
+        writers[0].flush()
+        before = rss_mib()
+        for w in writers:
+            w.add_text("t", text, 0)
+        for w in writers:
+            w.flush()
+        grown = rss_mib() - before
+        for i in range(100):  # 0.4 to 8 MB each
+            writers[0].add_histogram("h", values[:50_000 * (1 + i % 20)], i)
+        writers[0].flush()
+        kept = _core.engine_stats()["idle_large_bytes"]
+        for w in writers:
+            w.close()
+        print(grown, kept)
+    """)
+    assert result.returncode == 0, result.stderr
+    grown, kept = result.stdout.split()
+    assert float(grown) < 40  # 30 x 1 MiB at most, plus the allocator's slack
+    assert int(kept) <= 2 << 20  # half the bound
+
+
 def native_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 

@@ -621,6 +621,7 @@ void register_engine(py::module_& m) {
         d["queue_high_water"] = e ? e->high_water() : 0;
         d["queue_limit"] = e ? e->limit() : 0;
         d["items_processed"] = e ? e->items_processed() : 0;
+        d["idle_large_bytes"] = e ? e->pool().idle_large_bytes() : 0;  // kept for reuse
         return d;
     }, "Counters of the process-wide queue and worker.");
     const auto started = [] {

@@ -2,6 +2,7 @@
 // block goes back to the allocator instead.
 #include "runtime/block_pool.h"
 
+#include <algorithm>
 #include <atomic>
 #include <new>
 #include <utility>
@@ -15,7 +16,7 @@ constexpr size_t kLargeBlock = size_t(16) << 10;   // from here on, blocks are k
 // At most this many, holding at most this much: a burst of a dozen PR curves or images then reuses
 // pages already touched instead of faulting in fresh ones (a third of a 1 MB copy's cost).
 constexpr size_t kLargeKept = 16;
-constexpr size_t kLargeKeptBytes = size_t(128) << 20;
+constexpr size_t kLargeKeptBytes = size_t(128) << 20;  // with the default 256 MiB queue
 
 std::atomic<BlockPool*> g_live{nullptr};
 
@@ -146,19 +147,31 @@ void* BlockPool::take_large(size_t bytes, size_t* capacity) {
     return nullptr;
 }
 
+void BlockPool::set_queue_limit(size_t queue_limit) {
+    large_kept_bytes_.store(std::min(queue_limit / 2, kLargeKeptBytes), std::memory_order_relaxed);
+}
+
+size_t BlockPool::idle_large_bytes() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_t kept = 0;
+    for (const Block& b : large_) kept += b.capacity;
+    return kept;
+}
+
 void BlockPool::give_large(void* block, size_t capacity) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
+        const size_t most = large_kept_bytes_.load(std::memory_order_relaxed);
         size_t kept = capacity;
         for (const Block& b : large_) kept += b.capacity;
-        if (capacity <= kLargeKeptBytes) {
+        if (capacity <= most) {
             // Make room by forgetting the oldest blocks first.
-            while (!large_.empty() && (large_.size() >= kLargeKept || kept > kLargeKeptBytes)) {
+            while (!large_.empty() && (large_.size() >= kLargeKept || kept > most)) {
                 kept -= large_.front().capacity;
                 ::operator delete(large_.front().data);
                 large_.erase(large_.begin());
             }
-            if (kept <= kLargeKeptBytes) {
+            if (kept <= most) {
                 try {
                     large_.push_back({block, capacity});
                     return;

@@ -10,6 +10,7 @@
 // first touching its pages costs more than copying into them, so a few are kept for reuse.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <mutex>
 #include <vector>
@@ -41,6 +42,11 @@ public:
     // blocks go back to the system.
     void hand_over_worker_chain();
     void drop_large();
+    // Idle large blocks are kept up to half of `queue_limit` bytes (and never more than 128 MiB),
+    // so that memory stays near the queue's bound. Any thread.
+    void set_queue_limit(size_t queue_limit);
+    // Bytes of the large blocks kept for reuse now (engine_stats). Any thread.
+    size_t idle_large_bytes();
 
 private:
     friend struct ProducerCache;
@@ -57,6 +63,7 @@ private:
         size_t capacity;
     };
     std::vector<Block> large_;  // guarded by mutex_
+    std::atomic<size_t> large_kept_bytes_{size_t(128) << 20};  // what large_ may hold
 };
 
 }  // namespace fasttb

@@ -134,7 +134,9 @@ Engine* Engine::start(Status* status) {
 }
 
 Engine::Engine(size_t limit, std::chrono::microseconds max_nap)
-    : limit_(limit), nap_(kMinNap), max_nap_(max_nap) {}
+    : limit_(limit), nap_(kMinNap), max_nap_(max_nap) {
+    pool_.set_queue_limit(limit);
+}
 
 bool Engine::start_thread(int* err) {
     // The worker blocks every signal: handlers (Python's, and fasttb's SIGTERM drain, which

@@ -68,7 +68,10 @@ public:
     void push_control(Item* item, bool urgent);
 
     size_t limit() const { return limit_.load(std::memory_order_relaxed); }
-    void set_limit(size_t bytes) { limit_.store(bytes, std::memory_order_relaxed); }
+    void set_limit(size_t bytes) {
+        limit_.store(bytes, std::memory_order_relaxed);
+        pool_.set_queue_limit(bytes);
+    }
     size_t queued_bytes() const {
         return pushed_.load(std::memory_order_relaxed) - released_.load(std::memory_order_relaxed);
     }

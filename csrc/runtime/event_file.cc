@@ -20,6 +20,7 @@ namespace {
 // How often a busy file is checked for having been removed: a fstat costs about a microsecond,
 // and a removed run directory should be reported to the caller within a few of its calls.
 constexpr double kNameCheckSecs = 0.01;
+constexpr size_t kKeptBuffer = size_t(1) << 20;  // what a file keeps of its buffer between writes
 
 // Event file descriptors open in this process. Changed by the worker, and by a caller creating
 // its writer's file; read by the worker to decide whether a file gives its descriptor back.
@@ -225,7 +226,9 @@ void EventFile::write_out(double now) {
         state_->records_written.fetch_add(pending_records_, std::memory_order_relaxed);
         pending_records_ = 0;
         buffer_.clear();
-        if (buffer_.capacity() > (8u << 20)) std::string().swap(buffer_);  // after a burst of images
+        // A buffer grown past 1 MiB (an image, a flood of scalars) is given back: kept, it would
+        // hold memory outside the queue's bound for as long as the file stays open.
+        if (buffer_.capacity() > kKeptBuffer) std::string().swap(buffer_);
     }
     if (now - last_name_check_ >= kNameCheckSecs) check_name(now);
     park_if_over_budget(now);
