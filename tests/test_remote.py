@@ -155,6 +155,43 @@ def test_segments_are_cut_by_size_and_age_without_flush(spool, monkeypatch):
     assert max(sizes) < 4096 + 200 * 45
 
 
+def test_a_writer_dropped_without_close_is_uploaded_and_lets_its_spool_go(spool):
+    # A local writer nobody closes is closed by the worker once dropped. A remote one kept its
+    # spool, the spool's locked descriptor and its records until the interpreter exited.
+    import gc
+
+    from fasttb import _remote
+
+    def spool_descriptors():
+        names = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                names.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass
+        return sum(name.startswith(spool) for name in names)
+
+    urls = [fresh_url() for _ in range(20)]
+    for i, url in enumerate(urls):
+        w = SummaryWriter(url, flush_secs=3600)
+        w.add_scalar("loss", float(i), i)
+        w.add_text("note", "dropped", i)
+        w.add_embedding(np.ones((2, 2)), global_step=i)  # side files too
+        del w
+    gc.collect()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (os.listdir(spool) or spool_descriptors()):
+        time.sleep(0.05)
+    assert os.listdir(spool) == [] and spool_descriptors() == 0
+    assert not any(root.url in urls for root in _remote._uploader.roots)
+    for i, url in enumerate(urls):
+        fs, path = fsspec.core.url_to_fs(url)
+        names = sorted(os.path.relpath(p, path) for p in fs.find(path))
+        assert "projector_config.pbtxt" in names and f"{i:05d}/default/tensors.tsv" in names
+        data = b"".join(fs.cat_file(p) for p in fs.find(path) if "tfevents" in p)
+        assert data.count(b"loss") == 1 and data.count(b"dropped") == 1
+
+
 def test_segments_of_many_runs_within_the_open_file_limit(tmp_path, spool):
     # 120 add_scalars keys under a limit of 64 descriptors: most runs' files are parked (closed
     # between writes) and segments are still cut, started and uploaded whole.

@@ -298,6 +298,8 @@ class RemoteRoot:
         self.uploaded_objects = 0
         self.uploaded_bytes = 0
         self.retries = 0
+        self.dropped: List[Any] = []  # core writers of files dropped without close(), under cond
+        self.settling = False  # some were: give the spool up once everything is uploaded
 
     # -- the files writing to it (any thread) --
 
@@ -305,6 +307,31 @@ class RemoteRoot:
         """Track an open file of this run (the uploader looks at its size and age)."""
         with _uploader.cond:
             self._writers[id(writer)] = weakref.ref(writer)
+
+    def writer_dropped(self, core: Any) -> None:
+        """A file of this run was dropped without close() (its finalizer, any thread): the
+        upload thread closes ``core`` and uploads what the file left."""
+        if self.owner_pid != os.getpid():
+            return  # a forked child's copy: the parent's file is the parent's
+        with _uploader.cond:
+            self.dropped.append(core)
+            _uploader.wake()
+
+    def settle_dropped(self) -> None:
+        """(The upload thread.) Close the files dropped without close(), waiting for the worker
+        to write them, and queue what they left in the spool."""
+        with _uploader.cond:
+            cores, self.dropped = self.dropped, []
+        if not cores:
+            return
+        for core in cores:
+            try:
+                core.close()
+            except OSError as exc:  # nobody is left to raise it to
+                print(f"fasttb: a file of {self.url} dropped without close(): {_describe(exc)}", file=sys.stderr)
+        if self.error is None:
+            self.sweep(w._segment_path for w in self.writers if not w._closed)
+        self.settling = True
 
     @property
     def writers(self) -> List["FileWriter"]:
@@ -650,6 +677,7 @@ class _Uploader:
                     adopt_orphans(self)
                 now = time.monotonic()
                 for root in roots:
+                    root.settle_dropped()
                     for writer in root.writers:
                         writer._remote_tick(now)
                 for root in roots:
@@ -657,6 +685,8 @@ class _Uploader:
                         root.upload_next()
                     if root.adopted and (root.error is not None or not root.queue):
                         self._let_go(root)
+                    elif root.settling and not root.queue and root.error is None and root.remove_spool_if_done():
+                        root.settling = False
             except Exception as exc:  # never let the thread die: report and go on
                 print(f"fasttb: upload thread: {_describe(exc)}", file=sys.stderr)
                 time.sleep(TICK_SECS)

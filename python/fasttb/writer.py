@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -298,6 +299,10 @@ class FileWriter:
 
         _remote.register(root)
         _lifecycle.track(self)
+        # Dropped without close(): the upload thread closes the file, uploads what it left and
+        # gives the spool up, as the worker closes a local file nobody closed.
+        self._on_drop = weakref.finalize(self, root.writer_dropped, core)
+        self._on_drop.atexit = False  # at exit, _remote's own hook uploads everything
 
     def _end_segment(self) -> None:
         """End the current segment (holding _segment_lock) and queue it, with the side files
@@ -351,6 +356,7 @@ class FileWriter:
         assert root is not None
         if self._closed and not self._close_pending:
             return
+        self._on_drop.detach()
         error: Optional[OSError] = None
         with self._segment_lock:
             try:
