@@ -672,24 +672,31 @@ class _Uploader:
             if os.getpid() != pid:
                 return
             try:
-                if self.adopt:
-                    self.adopt = False
-                    adopt_orphans(self)
-                now = time.monotonic()
-                for root in roots:
-                    root.settle_dropped()
-                    for writer in root.writers:
-                        writer._remote_tick(now)
-                for root in roots:
-                    while root.queue and root.error is None and root.next_try <= time.monotonic():
-                        root.upload_next()
-                    if root.adopted and (root.error is not None or not root.queue):
-                        self._let_go(root)
-                    elif root.settling and not root.queue and root.error is None and root.remove_spool_if_done():
-                        root.settling = False
+                self._tick(roots)
             except Exception as exc:  # never let the thread die: report and go on
                 print(f"fasttb: upload thread: {_describe(exc)}", file=sys.stderr)
                 time.sleep(TICK_SECS)
+            del roots  # nothing of a run is kept alive while the thread waits
+
+    def _tick(self, roots: List[RemoteRoot]) -> None:
+        """One look at every run: segments to end, dropped files to settle, uploads due. (A
+        function of its own, so that no writer outlives it in a local variable: a dropped
+        writer must be collectable while the thread waits.)"""
+        if self.adopt:
+            self.adopt = False
+            adopt_orphans(self)
+        now = time.monotonic()
+        for root in roots:
+            root.settle_dropped()
+            for writer in root.writers:
+                writer._remote_tick(now)
+        for root in roots:
+            while root.queue and root.error is None and root.next_try <= time.monotonic():
+                root.upload_next()
+            if root.adopted and (root.error is not None or not root.queue):
+                self._let_go(root)
+            elif root.settling and not root.queue and root.error is None and root.remove_spool_if_done():
+                root.settling = False
 
     def _let_go(self, root: RemoteRoot) -> None:
         """An adopted spool is done with: removed when uploaded, reported and left otherwise."""
