@@ -4,6 +4,7 @@ and rank-zero-only writers; with torchrun itself (CPU, gloo) and with its enviro
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -39,6 +40,19 @@ def test_ranks_share_the_default_log_dir_and_name_their_files(tmp_path):
     names = sorted(os.listdir(tmp_path / out[0][0]))
     assert len(names) == 2 and ".rank0." in names[0] and ".rank1." in names[1]
     assert len(read_events(str(tmp_path / out[0][0]))) == 2 * 101
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc")
+def test_runs_one_after_another_from_a_shell_get_their_own_default_dirs(tmp_path):
+    # An sbatch script (or a terminal) with the variables exported is no launcher: two
+    # trainings it runs in turn shared the shell's start time, so one directory.
+    env = dict(os.environ, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", TORCHELASTIC_USE_AGENT_STORE="")
+    command = f"{shlex.quote(sys.executable)} -c {shlex.quote(textwrap.dedent(WRITE))}"
+    result = subprocess.run(["bash", "-c", f"{command}; sleep 1.1; {command}; true"], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    assert lines[0] != lines[2] and lines[0].startswith("runs" + os.sep) and lines[2].startswith("runs" + os.sep)
 
 
 def test_outside_a_distributed_run_nothing_changes(tmp_path, monkeypatch):

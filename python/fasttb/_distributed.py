@@ -18,7 +18,9 @@ fasttb runs no coordination of its own; it reads what the launcher already provi
      ``init_process_group``;
   2. otherwise, once torch.distributed is initialised, its default store;
   3. otherwise (no store), ranks on one node agree on their parent's start time (the launcher's:
-     every local rank is its child), read from /proc; across nodes the host part differs.
+     every local rank is its child), read from /proc; across nodes the host part differs. Not
+     when the parent is a shell: that is a script run with the variables exported, whose runs
+     one after another would share the shell's start time, so each takes its own clock.
   The key holds torchrun's restart count, so a restarted group starts a new directory. If the
   store cannot be reached within 5 s, the rank falls back to 3.
 * ``rank_zero_only`` (or ``FASTTB_RANK_ZERO_ONLY=1``): on ranks other than 0 the writer is a
@@ -112,11 +114,21 @@ def _store() -> Any:
     return None
 
 
+# Parents that are no launcher: a script (an sbatch job, a terminal) with RANK, WORLD_SIZE and
+# LOCAL_RANK exported, running one training after another.
+_SHELLS = {b"sh", b"bash", b"dash", b"zsh", b"ksh", b"mksh", b"fish", b"tcsh", b"csh", b"ash", b"busybox",
+           b"tmux: server", b"screen", b"login", b"sshd"}
+
+
 def _parent_start_time() -> Optional[float]:
-    """The start time of this process's parent (the launcher), in seconds since the epoch (Linux)."""
+    """The start time of this process's parent (the launcher), in seconds since the epoch
+    (Linux); None when the parent is a shell (see ``_SHELLS``) or /proc says nothing."""
     try:
         with open(f"/proc/{os.getppid()}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
+            name, rest = f.read().split(b"(", 1)[1].rsplit(b")", 1)
+        if name in _SHELLS:
+            return None
+        fields = rest.split()
         with open("/proc/stat", "rb") as f:
             boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
         return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
