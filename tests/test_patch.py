@@ -118,6 +118,52 @@ def test_patched_writer_serves_the_stock_file_writer_api(tmp_path):
     assert tags == ["_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"]
 
 
+def test_patched_class_keeps_its_signature_and_honours_later_assignments(tmp_path):
+    # inspect.signature(SummaryWriter) read the patch's __new__, (*args, **kwargs); and a method
+    # assigned to the stock class afterwards (mock.patch.object, a monkeypatched add_hparams)
+    # was shadowed by fasttb's, silently.
+    result = run_child(f"""
+        import inspect, json
+        from unittest import mock
+        import fasttb
+        from torch.utils.tensorboard import SummaryWriter
+        stock_signature = str(inspect.signature(SummaryWriter))
+        fasttb.patch()
+        report = {{"signature": str(inspect.signature(SummaryWriter)) == stock_signature}}
+        try:
+            inspect.signature(SummaryWriter).bind(bogus=1)
+            report["bogus bound"] = True
+        except TypeError:
+            report["bogus bound"] = False
+        with mock.patch.object(SummaryWriter, "add_scalar") as add_scalar:
+            w = SummaryWriter({str(tmp_path / 'mocked')!r})
+            w.add_scalar("x", 1.0, 0)
+            report["mock called"] = add_scalar.call_args == mock.call("x", 1.0, 0)
+            report["mocked still fasttb"] = isinstance(w, fasttb.SummaryWriter) and isinstance(w, SummaryWriter)
+            w.add_text("t", "logged", 0)  # the rest is fasttb's
+            w.close()
+
+        def add_text(self, tag, text, global_step=None):
+            self._get_file_writer()  # a user's override uses the writer's own methods
+            SummaryWriter.add_scalar(self, tag + "_length", len(text), global_step)
+
+        SummaryWriter.add_text = add_text
+        w = SummaryWriter({str(tmp_path / 'assigned')!r})
+        w.add_text("t", "four", 1)
+        w.close()
+        w = SummaryWriter({str(tmp_path / 'after')!r})  # mock.patch.object undid its own
+        w.add_scalar("x", 2.0, 2)
+        w.close()
+        print(json.dumps(report))
+    """)
+    report = _child_report(result)
+    assert report == {"signature": True, "bogus bound": False, "mock called": True, "mocked still fasttb": True}
+    tags = lambda name: [(v.tag, e.step) for e in read_events(str(tmp_path / name)) for v in e.summary.value]
+    assert tags("mocked") == [("t/text_summary", 0)]
+    assert tags("assigned") == [("t_length", 1)]
+    assert tags("after") == [("x", 2)]
+
+
 def test_patch_reaches_tensorboardx_with_its_dialect(tmp_path):
     pytest.importorskip("tensorboardX")
     result = run_child(f"""

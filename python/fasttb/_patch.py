@@ -8,7 +8,9 @@ patch goes on the classes: ``__new__`` of ``torch.utils.tensorboard.SummaryWrite
 writer (first, so every method is fasttb's) and the stock class (so ``isinstance`` holds).
 
 Subclasses of the stock classes are left alone: their overrides may rely on the stock writer's
-internals. A stock module imported after ``patch()`` is patched as it is imported, by a finder
+internals. A method assigned to a stock class after the patch (a test's ``mock.patch.object``, a
+monkeypatched ``add_hparams``) is honoured by writers made from then on: they get a class that
+puts it before fasttb's. A stock module imported after ``patch()`` is patched as it is imported, by a finder
 on ``sys.meta_path``; ``patch()`` itself imports neither torch nor tensorboardX.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import inspect
 import os
 import sys
 import threading
@@ -97,6 +100,7 @@ def _patch_module(module: ModuleType) -> None:
     def _allocate(cls: type, *args: Any, **kwargs: Any) -> Any:
         return allocate(cls)
 
+    _allocate.__signature__ = _signature(fast.__init__)  # type: ignore[attr-defined]
     combined = type("SummaryWriter", (fast, stock), {
         "__module__": fast.__module__,
         "__qualname__": "SummaryWriter",
@@ -105,14 +109,41 @@ def _patch_module(module: ModuleType) -> None:
         # Otherwise the new class would inherit the stock class's patched __new__ below.
         "__new__": _allocate,
     })
+    at_patch = dict(vars(stock))
+    overridden = {name for name in at_patch if not name.startswith("__") and
+                  any(name in vars(c) for c in combined.__mro__[1:combined.__mro__.index(stock)])}
+    made: Dict[Tuple[Tuple[str, int], ...], type] = {}  # the last class with assignments, by them
+
+    def writer_class() -> type:
+        # What was assigned to the stock class since the patch, among the names fasttb's class
+        # defines (the others reach the stock class's anyway).
+        assigned = {name: value for name, value in vars(stock).items()
+                    if name in overridden and value is not at_patch[name]}
+        if not assigned:
+            return combined
+        key = tuple(sorted((name, id(value)) for name, value in assigned.items()))
+        if key not in made:
+            made.clear()
+            made[key] = type("SummaryWriter", (combined,), {
+                **assigned, "__module__": fast.__module__, "__qualname__": "SummaryWriter"})
+        return made[key]
 
     def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
         if cls is stock and _finder is not None:
-            return allocate(combined)
+            return allocate(writer_class())
         return object.__new__(cls)
 
+    # inspect.signature(stock) reads a __new__ of the class before its __init__.
+    __new__.__signature__ = _signature(stock.__init__)  # type: ignore[attr-defined,misc]
     stock.__new__ = __new__  # type: ignore[assignment]
     _patched[stock] = combined
+
+
+def _signature(function: Any) -> Optional[inspect.Signature]:
+    try:
+        return inspect.signature(function)
+    except (TypeError, ValueError):
+        return None
 
 
 class _Finder(importlib.abc.MetaPathFinder):
