@@ -151,6 +151,17 @@ def test_removed_directory_is_reported(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def event_file_descriptors() -> list:
+    paths = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass  # the listing's own descriptor, closed by now
+    return [p for p in paths if "tfevents" in p]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc/self/fd")
 def test_fork_child_writes_its_own_file(logdir):
     w = SummaryWriter(logdir)
     for i in range(10):
@@ -173,6 +184,19 @@ def test_fork_child_writes_its_own_file(logdir):
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     for i in range(10, 20):
         w.add_scalar("parent", i, i)
+    w.flush()
+    # The child closed the parent's descriptors it inherited (a DataLoader worker held them,
+    # and a rotated or removed file's disk space, for its whole life), not the parent.
+    rfd, wfd = os.pipe()
+    pid_fds = os.fork()
+    if pid_fds == 0:
+        os.write(wfd, repr(event_file_descriptors()).encode())
+        os._exit(0)
+    os.waitpid(pid_fds, 0)
+    os.close(wfd)
+    with os.fdopen(rfd) as pipe:
+        assert pipe.read() == "[]"
+    assert len(event_file_descriptors()) == 2  # the parent's two files, still open here
     w.close()
     files = event_files(logdir)
     assert len(files) == 2

@@ -18,6 +18,7 @@
 #include <system_error>
 #include <time.h>
 
+#include "runtime/event_file.h"
 #include "runtime/termination.h"
 
 namespace fasttb {
@@ -38,6 +39,7 @@ void after_fork_in_child() {
     g_generation.fetch_add(1, std::memory_order_relaxed);
     g_engine.store(nullptr, std::memory_order_relaxed);
     BlockPool::set_live(nullptr);
+    EventFile::close_inherited();
     g_start_lock.clear();
 }
 

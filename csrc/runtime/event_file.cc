@@ -26,6 +26,24 @@ constexpr size_t kKeptBuffer = size_t(1) << 20;  // what a file keeps of its buf
 // its writer's file; read by the worker to decide whether a file gives its descriptor back.
 std::atomic<int> g_open_files{0};
 
+// Which descriptors (below 65536) are event files, so that a forked child can close those it
+// inherited. A bit is set after its open() and cleared before its close(), so a set bit always
+// names an open event file, at fork() too; a fork in between leaves one descriptor to the child,
+// as before. Any thread.
+constexpr int kTrackedFds = 1 << 16;
+std::atomic<uint64_t> g_event_fds[kTrackedFds / 64];
+
+void count_open(int fd) {
+    g_open_files.fetch_add(1, std::memory_order_relaxed);
+    if (fd < kTrackedFds) g_event_fds[fd / 64].fetch_or(uint64_t(1) << (fd % 64), std::memory_order_seq_cst);
+}
+
+// Before the descriptor's close().
+void count_closing(int fd) {
+    if (fd < kTrackedFds) g_event_fds[fd / 64].fetch_and(~(uint64_t(1) << (fd % 64)), std::memory_order_seq_cst);
+    g_open_files.fetch_sub(1, std::memory_order_relaxed);
+}
+
 constexpr int kOpenFlags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_APPEND;
 
 // The end of the last whole record among the first `written` bytes of `buffer`, and how many
@@ -111,21 +129,30 @@ int EventFile::open_file_budget() {
 
 int EventFile::open_files() { return g_open_files.load(std::memory_order_relaxed); }
 
+void EventFile::close_inherited() {
+    for (int word = 0; word < kTrackedFds / 64; ++word) {
+        uint64_t bits = g_event_fds[word].exchange(0, std::memory_order_relaxed);
+        for (int bit = 0; bits; ++bit, bits >>= 1)
+            if (bits & 1) ::close(word * 64 + bit);
+    }
+    g_open_files.store(0, std::memory_order_relaxed);
+}
+
 EventFile::EventFile(int fd, double flush_secs, std::shared_ptr<FileState> state)
     : fd_(fd), flush_secs_(flush_secs), state_(std::move(state)) {
-    if (fd_ >= 0) g_open_files.fetch_add(1, std::memory_order_relaxed);
+    if (fd_ >= 0) count_open(fd_);
 }
 
 EventFile::~EventFile() {
     if (fd_ >= 0) {
+        count_closing(fd_);
         ::close(fd_);
-        g_open_files.fetch_sub(1, std::memory_order_relaxed);
     }
 }
 
 void EventFile::opened(int fd) {
     fd_ = fd;
-    g_open_files.fetch_add(1, std::memory_order_relaxed);
+    count_open(fd);
 }
 
 void EventFile::park_if_over_budget(double now) {
@@ -139,7 +166,7 @@ void EventFile::park_if_over_budget(double now) {
     inode_ = static_cast<uint64_t>(st.st_ino);
     const int fd = fd_;
     fd_ = -1;
-    g_open_files.fetch_sub(1, std::memory_order_relaxed);
+    count_closing(fd);
     parked_ = true;
     if (::close(fd) != 0) fail(errno, "cannot close event file", false, now);
 }
@@ -260,7 +287,7 @@ void EventFile::rotate(std::string next_path, bool with_source, double now) {
     if (fd_ >= 0) {
         const int fd = fd_;
         fd_ = -1;
-        g_open_files.fetch_sub(1, std::memory_order_relaxed);
+        count_closing(fd);
         if (::close(fd) != 0) {
             fail(errno, "cannot close event file", false, now);
             return;
@@ -295,7 +322,7 @@ void EventFile::close(double now) {
     if (fd_ < 0) return;
     const int fd = fd_;
     fd_ = -1;
-    g_open_files.fetch_sub(1, std::memory_order_relaxed);
+    count_closing(fd);
     if (::close(fd) != 0 && !failed_) fail(errno, "cannot close event file", false, now);
 }
 

@@ -66,6 +66,9 @@ public:
     static int open_file_budget();
     // Event file descriptors open in this process (every thread's).
     static int open_files();
+    // In a forked child (its fork handler): closes the event file descriptors it inherited. The
+    // parent's files are the parent's; the child's EventFile copies are never used again.
+    static void close_inherited();
 
     // Closes the descriptor when more files are open than the budget allows (the file is then
     // parked). By the file's owner: the worker, or the caller that created it, before queueing.
