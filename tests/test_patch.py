@@ -164,6 +164,24 @@ def test_patched_class_keeps_its_signature_and_honours_later_assignments(tmp_pat
     assert tags("after") == [("x", 2)]
 
 
+def test_stock_methods_called_unbound_on_a_patched_writer(tmp_path):
+    # SummaryWriter.add_scalars(w, ...) runs torch's own method, which puts torch's FileWriter
+    # in all_writers; close() and stats() assumed every entry was fasttb's (AttributeError).
+    run_child(f"""
+        import fasttb
+        fasttb.patch()
+        from torch.utils.tensorboard import SummaryWriter
+        w = SummaryWriter({str(tmp_path)!r})
+        SummaryWriter.add_scalars(w, "m", {{"a": 1.0}}, 3)
+        w.add_scalar("x", 2.0, 1)
+        w.flush()
+        assert w.stats()["records"] >= 2
+        w.close()
+    """)
+    assert [(v.tag, e.step) for e in read_events(str(tmp_path / "m_a")) for v in e.summary.value] == [("m", 3)]
+    assert [(v.tag, e.step) for e in read_events(str(tmp_path)) for v in e.summary.value] == [("x", 1)]
+
+
 def test_patch_reaches_tensorboardx_with_its_dialect(tmp_path):
     pytest.importorskip("tensorboardX")
     result = run_child(f"""

@@ -903,14 +903,17 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         error: Optional[BaseException] = None
         root = self._remote_root
         for writer in writers:
+            # Not all are fasttb's: torch's own add_scalars, called unbound on a patched writer,
+            # puts torch's FileWriters in all_writers. Those are closed, and not counted.
+            ours = isinstance(writer, FileWriter)
             try:
-                if root is not None:
+                if root is not None and ours:
                     writer._close_remote(wait=False)  # the uploads are waited for once, below
                 else:
                     writer.close()
             except OSError as exc:  # close the others, then report the first failure
                 error = error or exc
-            for key, value in writer.stats().items():
+            for key, value in (writer.stats() if ours else {}).items():
                 self._closed_totals[key] = self._closed_totals.get(key, 0) + value
         if root is not None:
             try:
@@ -971,7 +974,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         for key, value in self._closed_totals.items():
             totals[key] += value
         for writer in list((self.all_writers or {}).values()):
-            for key, value in writer.stats().items():
+            for key, value in (writer.stats() if isinstance(writer, FileWriter) else {}).items():
                 totals[key] += value
         totals["dropped"] += self._device_dropped
         totals.update(_core.engine_stats())
