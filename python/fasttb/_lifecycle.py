@@ -52,9 +52,20 @@ def flush_open_files() -> None:
 def _report_unseen_errors() -> None:
     for writer in list(_open_files):
         core = getattr(writer, "_core", None)
-        if core is None or core.stale or not core.error_unreported:
+        if core is None or core.stale:
             continue
         try:
+            if not core.error_unreported:
+                if core.closed:
+                    continue
+                try:
+                    core.check()
+                except OSError:
+                    continue  # failed, and the program was told
+                # The last records may have been written before the worker next looked the
+                # file up by name (it does every 10 ms): a flush looks now, so that a file
+                # removed with its run directory is reported rather than lost in silence.
+                core.flush()
             core.check()
         except OSError as exc:
             print(f"fasttb: records logged to this file were lost: {exc}", file=sys.stderr)
