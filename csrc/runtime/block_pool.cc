@@ -13,10 +13,10 @@ namespace {
 constexpr size_t kChainLength = 128;               // blocks per chain handed between threads
 constexpr size_t kPoolChains = 256;                // at most 8 MiB of idle small blocks
 constexpr size_t kLargeBlock = size_t(16) << 10;   // from here on, blocks are kept for reuse
-// At most this many, holding at most this much: a burst of a dozen PR curves or images then reuses
-// pages already touched instead of faulting in fresh ones (a third of a 1 MB copy's cost).
+// At most this many, holding at most large_kept_bytes_: a burst of a dozen PR curves or images
+// then reuses pages already touched instead of faulting in fresh ones (a third of a 1 MB copy's
+// cost).
 constexpr size_t kLargeKept = 16;
-constexpr size_t kLargeKeptBytes = size_t(128) << 20;  // with the default 256 MiB queue
 
 std::atomic<BlockPool*> g_live{nullptr};
 
@@ -148,7 +148,7 @@ void* BlockPool::take_large(size_t bytes, size_t* capacity) {
 }
 
 void BlockPool::set_queue_limit(size_t queue_limit) {
-    large_kept_bytes_.store(std::min(queue_limit / 2, kLargeKeptBytes), std::memory_order_relaxed);
+    large_kept_bytes_.store(std::min(queue_limit / 2, kMostKeptBytes), std::memory_order_relaxed);
 }
 
 size_t BlockPool::idle_large_bytes() {

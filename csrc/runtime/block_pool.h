@@ -63,7 +63,8 @@ private:
         size_t capacity;
     };
     std::vector<Block> large_;  // guarded by mutex_
-    std::atomic<size_t> large_kept_bytes_{size_t(128) << 20};  // what large_ may hold
+    static constexpr size_t kMostKeptBytes = size_t(128) << 20;  // with the default 256 MiB queue
+    std::atomic<size_t> large_kept_bytes_{kMostKeptBytes};  // what large_ may hold
 };
 
 }  // namespace fasttb

@@ -218,7 +218,7 @@ class KindsMixin:
                     raise TypeError(f"layout[{category_title!r}][{chart_title!r}]: tags must be a list of str")
                 # A Margin chart's tags are fields of their own (None leaves one unset); a
                 # Multiline chart's are one repeated field, which refuses None.
-                tags = [to_tag(t, "layout tag") if kind == "Margin" or t is not None else to_joined_str(t, "layout tag")
+                tags = [to_joined_str(t, "layout tag") if t is None and kind != "Margin" else to_tag(t, "layout tag")
                         for t in tags]
                 entry = category.chart.add(title=to_tag(chart_title, "layout key"))
                 if kind == "Margin":

@@ -10,8 +10,9 @@ writer (first, so every method is fasttb's) and the stock class (so ``isinstance
 Subclasses of the stock classes are left alone: their overrides may rely on the stock writer's
 internals. A method assigned to a stock class after the patch (a test's ``mock.patch.object``, a
 monkeypatched ``add_hparams``) is honoured by writers made from then on: they get a class that
-puts it before fasttb's. A stock module imported after ``patch()`` is patched as it is imported, by a finder
-on ``sys.meta_path``; ``patch()`` itself imports neither torch nor tensorboardX.
+puts it before fasttb's. A stock module imported after ``patch()`` is patched as it is
+imported, by a finder on ``sys.meta_path``; ``patch()`` itself imports neither torch nor
+tensorboardX.
 """
 
 from __future__ import annotations
