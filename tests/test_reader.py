@@ -497,6 +497,63 @@ def test_export_errors_are_one_line(tmp_path):
     with open(out) as f:  # the corrupt file's records before the corrupt one, and the clean run's
         assert [(r["run"], r["step"]) for r in csv.DictReader(f)] == [("", "0"), ("", "1"), ("clean", "0")]
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="makes a FIFO")
+def test_trees_with_links_and_fifos_and_the_inspect_command_errors(tmp_path):
+    # A dangling link or a FIFO failed the whole read ("[Errno 2]"), a link to a folder above
+    # made the tree endless (until ELOOP), and inspect printed a traceback for every error.
+    run = tmp_path / "run"
+    with fasttb.SummaryWriter(str(run)) as w:
+        for step in range(3):
+            w.add_scalar("x", float(step), step)
+    os.symlink("/nonexistent", run / "dangling")
+    os.mkfifo(str(run / "events.out.tfevents.fifo"))
+    os.symlink("..", run / "up")
+    os.symlink("run", tmp_path / "same")  # a link to a sibling is a run of its own, as in tbparse
+    scalars = SummaryReader(str(tmp_path), extra_columns={"dir_name"}).scalars
+    assert sorted(zip(scalars.dir_name, scalars.step)) == [("run", 0), ("run", 1), ("run", 2),
+                                                           ("same", 0), ("same", 1), ("same", 2)]
+    result = subprocess.run([sys.executable, "-m", "fasttb", "inspect", str(tmp_path)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith("run ")] == ["run run", "run same"]
+    for path in ("bogus://x/y", str(tmp_path / "missing")):
+        result = subprocess.run([sys.executable, "-m", "fasttb", "inspect", path], capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_inspect_step_range_of_a_tag_purged_in_one_file(tmp_path):
+    # A file whose values of a tag were all purged by a restart counted as steps 0..0.
+    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+    with fasttb.SummaryWriter(str(tmp_path)) as w:
+        for step in range(10, 20):
+            w.add_scalar("x", float(step), step)
+        w._get_file_writer().add_event(Event(step=5, session_log=SessionLog(status=SessionLog.START)))
+    with fasttb.SummaryWriter(str(tmp_path)) as w:
+        for step in range(20, 30):
+            w.add_scalar("x", float(step), step)
+    assert list(tbparse.SummaryReader(str(tmp_path)).scalars.step) == list(range(20, 30))
+    result = subprocess.run([sys.executable, "-m", "fasttb", "inspect", str(tmp_path)], capture_output=True,
+                            text=True, timeout=120)
+    line = next(line for line in result.stdout.splitlines() if line.strip().startswith("x "))
+    assert "10 values, steps 20..29" in line, result.stdout
+
+
+def test_an_empty_parquet_export_keeps_its_column_types(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = str(tmp_path / "empty.parquet")
+    (tmp_path / "logs").mkdir()
+    subprocess.run([sys.executable, "-m", "fasttb", "export", str(tmp_path / "logs"), "-o", out, "--format",
+                    "parquet"], check=True, capture_output=True, timeout=120)
+    schema = pq.read_table(out).schema
+    assert [schema.field(n).type for n in ("run", "tag", "step", "value", "wall_time")] == \
+        [pa.string(), pa.string(), pa.int64(), pa.float64(), pa.float64()]
+
+
 def test_remote_log_dir_through_fsspec(logs):
     fsspec = pytest.importorskip("fsspec")
     fs = fsspec.filesystem("memory")

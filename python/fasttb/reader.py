@@ -540,6 +540,8 @@ class SummaryReader:
             self._file = _files.get(self._log_path) or EventFile.empty(self._log_path)
         else:
             for name in fs.listdir(self._log_path):
+                if not (fs.isfile(fs.join(self._log_path, name)) or _is_folder(fs.join(self._log_path, name), fs)):
+                    continue
                 self._children[name] = SummaryReader(
                     fs.join(self._log_path, name), pivot=pivot, extra_columns=extra,
                     event_types=types, skip_corrupt=skip_corrupt, _files=_files, _fs=fs)
@@ -770,9 +772,25 @@ def _walk(path: str, fs: Any = _LOCAL) -> List[str]:
         child = fs.join(path, name)
         if fs.isfile(child):
             out.append(child)
-        elif fs is not _LOCAL or os.path.isdir(child):
+        elif _is_folder(child, fs):
             out.extend(_walk(child, fs))
     return out
+
+
+def _is_folder(path: str, fs: Any) -> bool:
+    """Whether ``path``, no file, is a folder to read. Passed over on this machine: what is
+    neither file nor folder (a dangling link, a FIFO), and a link to a folder above it, which
+    would make the tree endless. (An object store has only files and folders.)"""
+    if not isinstance(fs, LocalFiles):
+        return True
+    if not os.path.isdir(path):
+        return False
+    if os.path.islink(path):
+        target = os.path.realpath(path)
+        above = os.path.realpath(os.path.dirname(path))
+        if above == target or above.startswith(target.rstrip(os.sep) + os.sep):
+            return False
+    return True
 
 
 # -- tbparse's DataFrames ------------------------------------------------------------------------------

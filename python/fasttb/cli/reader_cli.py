@@ -18,7 +18,7 @@ from ..reader import (CorruptRecordError, CorruptRecordWarning, EventFile, Summa
 _KIND_NAMES = {4: "image", 5: "histogram", 6: "audio", 8: "tensor"}
 
 
-def _tag_rows(f: EventFile) -> List[Tuple[str, str, int, int, int]]:
+def _tag_rows(f: EventFile) -> List[Tuple[str, str, int, Optional[int], Optional[int]]]:
     """(tag, kind, count, first step, last step) for every tag of one file."""
     plugin_of: Dict[str, str] = {}
     for tag in f.metadata:
@@ -43,8 +43,13 @@ def _tag_rows(f: EventFile) -> List[Tuple[str, str, int, int, int]]:
     return rows
 
 
-def _range(steps: np.ndarray) -> Tuple[int, int]:
-    return (int(steps.min()), int(steps.max())) if len(steps) else (0, 0)
+def _shown(name: str) -> str:
+    """A file or folder name as printed: bytes that are no UTF-8 as escapes, not an error."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _range(steps: np.ndarray) -> Tuple[Optional[int], Optional[int]]:
+    return (int(steps.min()), int(steps.max())) if len(steps) else (None, None)
 
 
 def _verdict(f: EventFile) -> str:
@@ -81,20 +86,23 @@ def inspect(path: str, out: TextIO = sys.stdout) -> int:
         runs.setdefault(run or ".", []).append(f)
     status = 0
     for run, run_files in runs.items():
-        print(f"run {run}", file=out)
-        tags: Dict[Tuple[str, str], List[int]] = {}
+        print(f"run {_shown(run)}", file=out)
+        tags: Dict[Tuple[str, str], List[Any]] = {}  # [count, first step, last step]
         for f in run_files:
             status |= bool(f.skipped)
-            print(f"  {os.path.basename(f.path)}: {f.size:,} bytes, {f.events:,} records, {_verdict(f)}", file=out)
+            print(f"  {_shown(os.path.basename(f.path))}: {f.size:,} bytes, {f.events:,} records, {_verdict(f)}", file=out)
             for tag, kind, count, first, last in _tag_rows(f):
-                entry = tags.setdefault((tag, kind), [0, first, last])
+                entry = tags.setdefault((tag, kind), [0, None, None])
                 entry[0] += count
-                entry[1], entry[2] = min(entry[1], first), max(entry[2], last)
+                if first is not None:  # (a file whose values of the tag were all purged has none)
+                    entry[1] = first if entry[1] is None else min(entry[1], first)
+                    entry[2] = last if entry[2] is None else max(entry[2], last)
             if f.graphs or f.run_metadata:
                 print(f"    graphs: {f.graphs}, run metadata: {f.run_metadata}", file=out)
         width = max((len(t) for t, _ in tags), default=3)
         for (tag, kind), (count, first, last) in tags.items():
-            print(f"    {tag:{width}s}  {kind:20s} {count:>10,} values, steps {first}..{last}", file=out)
+            steps = "no steps" if first is None else f"steps {first}..{last}"
+            print(f"    {tag:{width}s}  {kind:20s} {count:>10,} values, {steps}", file=out)
     return status
 
 
@@ -122,11 +130,15 @@ def export(path: str, output: str, fmt: str = "csv", tags: Optional[str] = None,
             import pyarrow.parquet as pq
         except ImportError:
             raise ImportError("export --format parquet: install pyarrow (pip install pyarrow)") from None
-        table = pa.table({("run" if n == "dir_name" else n): pa.array(cols[n].tolist() if cols[n].dtype == object
-                                                                     else cols[n]) for n in names})
+        types = {"dir_name": pa.string(), "tag": pa.string(), "step": pa.int64(), "value": pa.float64(),
+                 "wall_time": pa.float64()}  # also when there are no rows to tell them
+        table = pa.table({("run" if n == "dir_name" else n):
+                          pa.array(cols[n].tolist() if cols[n].dtype == object else cols[n], type=types[n])
+                          for n in names})
         pq.write_table(table, output)
     elif fmt == "csv":
-        with open(output, "w", newline="") as f:
+        # Names that are no UTF-8 (run folders, say) keep their bytes, as the file system has them.
+        with open(output, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
             writer = csv.writer(f)
             writer.writerow(["run", "tag", "step", "value", "wall_time"])
             writer.writerows(zip(*(cols[n].tolist() for n in names)))
@@ -136,7 +148,18 @@ def export(path: str, output: str, fmt: str = "csv", tags: Optional[str] = None,
 
 
 def main_inspect(args: Any) -> int:
-    return inspect(args.path)
+    """``python -m fasttb inspect``: an error is one line on stderr and exit status 2."""
+    try:
+        return inspect(args.path)
+    except Exception as exc:  # (a storage backend's own errors too: botocore's are no OSError)
+        print(f"fasttb inspect: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    message = text[0] if text else ""
+    return message if isinstance(exc, (OSError, ValueError)) else f"{type(exc).__name__}: {message}"
 
 
 def main_export(args: Any) -> int:
@@ -153,8 +176,8 @@ def main_export(args: Any) -> int:
     except CorruptRecordError as exc:
         print(f"fasttb export: {exc} (--skip-corrupt skips such records)", file=sys.stderr)
         return 2
-    except (OSError, ValueError, ImportError) as exc:
-        print(f"fasttb export: {exc}", file=sys.stderr)
+    except Exception as exc:  # (a storage backend's own errors too: botocore's are no OSError)
+        print(f"fasttb export: {_one_line(exc)}", file=sys.stderr)
         return 2
     print(f"{rows:,} scalars written to {args.output}")
     return 0
