@@ -29,6 +29,19 @@ def test_demo_rejects_bad_steps(tmp_path):
     assert result.returncode == 2 and "--steps" in result.stderr
 
 
+def test_demo_and_bench_paths_that_cannot_be_written_are_one_line(tmp_path):
+    # A log dir under a file ended in a traceback; a --json path was opened only after the
+    # whole benchmark had run, and its results were lost.
+    (tmp_path / "file").write_text("")
+    for args in (["demo", "--logdir", str(tmp_path / "file" / "run"), "--steps", "10"],
+                 ["bench", "--quick", "--only", "imports", "--json", str(tmp_path / "missing" / "b.json")]):
+        result = subprocess.run([sys.executable, "-m", "fasttb", *args], capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.splitlines()) == 1 and args[-3 if args[0] == "demo" else -2] in result.stderr
+        assert "add_scalar" not in result.stdout  # nothing was run
+
+
 def test_bench_reports_and_saves_json(tmp_path, capsys):
     from fasttb.cli import bench
 

@@ -693,6 +693,13 @@ def machine_line() -> str:
 
 def main(quick: bool = False, json_path: Optional[str] = None,
          sections: Optional[List[str]] = None) -> int:
+    if json_path:  # a path that cannot be written fails now, not after the whole run
+        try:
+            with open(json_path, "a"):
+                pass
+        except OSError as exc:
+            print(f"python -m fasttb bench: --json: {exc}", file=sys.stderr)
+            return 2
     bench = Bench(quick)
     names = ", ".join(bench.classes)
     print(f"fasttb bench ({'quick' if quick else 'full'}): {names}; {machine_line()}")

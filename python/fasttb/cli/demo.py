@@ -18,7 +18,11 @@ def run_demo(logdir: Optional[str], steps: int) -> int:
     rng = np.random.default_rng(0)
     weights = rng.standard_normal(100_000).astype(np.float32) * 0.1
     y, x = np.mgrid[0:128, 0:128] / 128.0
-    writer = SummaryWriter(logdir, comment="_fasttb-demo")
+    try:
+        writer = SummaryWriter(logdir, comment="_fasttb-demo")
+    except OSError as exc:  # a log dir that is a file, or read-only
+        print(f"python -m fasttb demo: --logdir: {exc}", file=sys.stderr)
+        return 2
     costs = {"add_scalar": [0.0, 0], "add_histogram": [0.0, 0], "add_image": [0.0, 0]}
 
     # Two clock reads cost something themselves; measure that and leave it out of the costs.
