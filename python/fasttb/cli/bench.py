@@ -674,6 +674,16 @@ class Bench:
                 self.out(f"[bench] {section} ...")
                 getattr(self, section)()
         finally:
+            # Interrupted (Ctrl-C) in a section, writers may still be open: close them before their
+            # files go, or the exit would report those files as removed and their records lost.
+            from .. import _lifecycle
+
+            for writer in list(_lifecycle._open_files):
+                if os.path.abspath(writer.get_logdir()).startswith(os.path.abspath(self.root)):
+                    try:
+                        writer.close()
+                    except OSError:
+                        pass
             shutil.rmtree(self.root, ignore_errors=True)
         return self.results
 
