@@ -234,6 +234,51 @@ def test_add_scalars_against_close_and_flush_on_other_threads(tmp_path):
             if os.path.basename(os.path.dirname(path)) == "m_b")
     assert b == int(logged) > 1000
 
+def test_tensorboardx_dialect_calls_racing_close_log_or_raise(tmp_path):
+    # A call of the tensorboardX dialect that met close() on another thread was dropped in
+    # silence (its closed file writer took it as tensorboardX's closed writer takes records):
+    # each call must reach a file, or raise "Writer is closed".
+    result = run_child(f"""
+        import sys, threading, time, numpy as np, fasttb.tensorboardX as ftx
+        sys.setswitchinterval(1e-5)
+        w = ftx.SummaryWriter({str(tmp_path)!r})
+        image = np.zeros((3, 4, 4), np.float32)
+        logged = []
+        stop = threading.Event()
+
+        def log(i):
+            deadline = time.monotonic() + {SECONDS}
+            step = 0
+            while time.monotonic() < deadline:
+                for call in (lambda: w.add_image(f"i{{i}}", image, step),
+                             lambda: w.add_scalar(f"s{{i}}", 1.0, step, display_name="d")):
+                    try:
+                        call()
+                        logged.append(1)
+                    except OSError as exc:
+                        assert str(exc).startswith("Writer is closed"), exc
+                step += 1
+
+        def close():
+            while not stop.is_set():
+                w.close()
+                time.sleep(0.0003)
+
+        loggers = [threading.Thread(target=log, args=(i,)) for i in range(3)]
+        closer = threading.Thread(target=close)
+        for t in loggers + [closer]:
+            t.start()
+        for t in loggers:
+            t.join()
+        stop.set()
+        closer.join()
+        w.close()
+        print(len(logged))
+        """, timeout=120 + 10 * SECONDS)
+    written = sum(len([e for e in events if e.summary.value]) for events in read_tree(str(tmp_path)).values())
+    assert written == int(result.stdout) > 100
+
+
 
 @pytest.mark.parametrize("how", ["thread", "ctrl-c"])
 def test_a_second_close_waits_for_the_first(tmp_path, how):

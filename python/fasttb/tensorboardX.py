@@ -260,12 +260,23 @@ class _FileWriter(_writer.FileWriter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._default_metadata: Dict[str, Any] = {}
         self._on_metadata: Optional[Callable[[], Any]] = None  # a WeakMethod of the owner
+        self._dropping = False  # closed by its own close(): drops until reopen()
         super().__init__(*args, **kwargs)
 
+    def close(self) -> None:
+        """Write what is queued and close the file; until ``reopen()``, records given to it
+        are dropped, as tensorboardX's closed writer drops them. (The SummaryWriter's close()
+        closes it otherwise: a call racing with that raises "Writer is closed".)"""
+        self._dropping = True
+        super().close()
+
+    def reopen(self) -> None:
+        """Open a new event file in the same directory after ``close()``."""
+        self._dropping = False
+        super().reopen()
+
     def _ready(self) -> Any:
-        """The core writer to queue to; once this file writer is closed (and until reopen()),
-        one that drops what it is given, as tensorboardX's closed writer does."""
-        if self._closed:
+        if self._closed and self._dropping:
             return _NULL_CORE
         return super()._ready()
 

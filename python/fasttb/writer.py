@@ -909,6 +909,8 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
             try:
                 if root is not None and ours:
                     writer._close_remote(wait=False)  # the uploads are waited for once, below
+                elif ours:
+                    writer._close_file()  # (not close(): a dialect's FileWriter may add to it)
                 else:
                     writer.close()
             except OSError as exc:  # close the others, then report the first failure
