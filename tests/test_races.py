@@ -234,6 +234,7 @@ def test_add_scalars_against_close_and_flush_on_other_threads(tmp_path):
             if os.path.basename(os.path.dirname(path)) == "m_b")
     assert b == int(logged) > 1000
 
+
 def test_tensorboardx_dialect_calls_racing_close_log_or_raise(tmp_path):
     # A call of the tensorboardX dialect that met close() on another thread was dropped in
     # silence (its closed file writer took it as tensorboardX's closed writer takes records):
@@ -277,7 +278,6 @@ def test_tensorboardx_dialect_calls_racing_close_log_or_raise(tmp_path):
         """, timeout=120 + 10 * SECONDS)
     written = sum(len([e for e in events if e.summary.value]) for events in read_tree(str(tmp_path)).values())
     assert written == int(result.stdout) > 100
-
 
 
 @pytest.mark.parametrize("how", ["thread", "ctrl-c"])
