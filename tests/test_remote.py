@@ -192,6 +192,49 @@ def test_a_writer_dropped_without_close_is_uploaded_and_lets_its_spool_go(spool)
         assert data.count(b"loss") == 1 and data.count(b"dropped") == 1
 
 
+def test_a_forked_child_closing_an_inherited_writer_leaves_the_parents_segments(tmp_path, spool):
+    # The child's close() of a remote writer it never logged to queued the parent's live
+    # segments, uploaded them and removed them from the spool: the parent's next records
+    # failed with "event file was removed". A store both processes see: a folder, under a
+    # protocol of its own (file:// is a local log dir).
+    store = tmp_path / "store"
+    result = run_child(f"""
+        import os, fsspec
+        from fsspec.implementations.local import LocalFileSystem
+        from fasttb import SummaryWriter
+
+        class Folder(LocalFileSystem):
+            protocol = "folderstore"
+
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, auto_mkdir=True, **kwargs)
+
+            @classmethod
+            def _strip_protocol(cls, path):
+                return LocalFileSystem._strip_protocol(path.replace("folderstore://", "/", 1))
+
+        fsspec.register_implementation("folderstore", Folder, clobber=True)
+        w = SummaryWriter("folderstore:/" + {str(store / "run")!r})
+        for step in range(50):
+            w.add_scalar("a", float(step), step)
+            w.add_scalars("m", {{"x": float(step)}}, step)
+        pid = os.fork()
+        if pid == 0:
+            w.close()  # inherited, never logged to here
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+        for step in range(50, 100):
+            w.add_scalar("a", float(step), step)
+            w.add_scalars("m", {{"x": float(step)}}, step)
+        w.close()
+        """, env={"FASTTB_SPOOL": spool})
+    assert result.returncode == 0
+    for run in ("run", os.path.join("run", "m_x")):
+        steps = [e.step for path, events in read_tree(str(store / run)).items()
+                 if os.path.dirname(path) == str(store / run) for e in events if e.summary.value]
+        assert sorted(steps) == list(range(100)), run
+
+
 def test_segments_of_many_runs_within_the_open_file_limit(tmp_path, spool):
     # 120 add_scalars keys under a limit of 64 descriptors: most runs' files are parked (closed
     # between writes) and segments are still cut, started and uploaded whole.

@@ -357,6 +357,11 @@ class FileWriter:
         if self._closed and not self._close_pending:
             return
         self._on_drop.detach()
+        if self._core.stale:
+            # Inherited through fork and not logged to here: its segment is the parent's, to
+            # write on and upload (queued here, it was uploaded and removed under the parent).
+            self._closed = True
+            return
         error: Optional[OSError] = None
         with self._segment_lock:
             try:
