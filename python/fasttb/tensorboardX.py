@@ -505,11 +505,15 @@ class SummaryWriter(_Base):
         """Point the native add_scalar/add_text at the main file, or (inside use_metadata, with
         write_to_disk=False, or when closed) send them to the Python path."""
         writer = self.file_writer
-        if (isinstance(writer, _FileWriter) and not writer._closed and not writer._default_metadata
-                and self.all_writers is not None):
-            _core.set_scalar_target(self, writer._ready())
-        else:
-            _core.set_scalar_target(self, None)
+        target = None
+        if isinstance(writer, _FileWriter) and not writer._default_metadata and self.all_writers is not None:
+            try:
+                core = writer._ready()
+            except OSError:  # closed by another thread meanwhile: the Python path says so
+                core = None
+            if core is not _NULL_CORE:
+                target = core
+        _core.set_scalar_target(self, target)
 
     def _defaults(self) -> Dict[str, Any]:
         writer = self.file_writer
