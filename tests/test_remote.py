@@ -235,6 +235,52 @@ def test_a_forked_child_closing_an_inherited_writer_leaves_the_parents_segments(
         assert sorted(steps) == list(range(100)), run
 
 
+def test_threads_logging_while_another_closes_lose_nothing(tmp_path, spool):
+    # Racing close() and flush(), two threads could each make the new file writer; the one
+    # left over is dropped, and handing it to the upload thread swept the whole spool, taking
+    # segments live writers were still writing: uploaded half-written and removed.
+    import concurrent.futures
+    import random
+    import sys
+
+    url = fresh_url()
+    w = SummaryWriter(url)
+    returned: list = []
+    stop = threading.Event()
+
+    def log(i):
+        for step in range(6000):
+            for call, tag in ((lambda: w.add_scalar(f"s{i}", 1.0, step), f"s{i}"),
+                              (lambda: w.add_scalars(f"m{i}", {"a": 1.0}, step), f"m{i}")):
+                try:
+                    call()
+                    returned.append((tag, step))
+                except OSError as exc:
+                    assert str(exc).startswith("Writer is closed"), exc
+
+    def close():
+        while not stop.is_set():
+            w.close() if random.random() < 0.5 else w.flush()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(2e-5)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            closing = pool.submit(close)
+            try:
+                for logging in [pool.submit(log, i) for i in range(3)]:
+                    logging.result()
+            finally:
+                stop.set()
+            closing.result()
+    finally:
+        sys.setswitchinterval(interval)
+    w.close()
+    local = download(url, str(tmp_path / "store"))
+    stored = [(v.tag, e.step) for events in read_tree(local).values() for e in events for v in e.summary.value]
+    assert sorted(stored) == sorted(returned) and len(returned) > 1000
+
+
 def test_segments_of_many_runs_within_the_open_file_limit(tmp_path, spool):
     # 120 add_scalars keys under a limit of 64 descriptors: most runs' files are parked (closed
     # between writes) and segments are still cut, started and uploaded whole.

@@ -308,30 +308,31 @@ class RemoteRoot:
         with _uploader.cond:
             self._writers[id(writer)] = weakref.ref(writer)
 
-    def writer_dropped(self, core: Any) -> None:
+    def writer_dropped(self, core: Any, files: Dict[str, Any]) -> None:
         """A file of this run was dropped without close() (its finalizer, any thread): the
-        upload thread closes ``core`` and uploads what the file left."""
+        upload thread closes ``core`` and uploads what it left, ``files["segment"]`` and
+        ``files["sides"]``."""
         if self.owner_pid != os.getpid():
             return  # a forked child's copy: the parent's file is the parent's
         with _uploader.cond:
-            self.dropped.append(core)
+            self.dropped.append((core, files))
             _uploader.wake()
 
     def settle_dropped(self) -> None:
         """(The upload thread.) Close the files dropped without close(), waiting for the worker
-        to write them, and queue what they left in the spool."""
+        to write them, and queue their last segments and side files. Only theirs: a sweep of
+        the spool would take files that live writers are still writing."""
         with _uploader.cond:
-            cores, self.dropped = self.dropped, []
-        if not cores:
-            return
-        for core in cores:
+            dropped, self.dropped = self.dropped, []
+        for core, files in dropped:
             try:
                 core.close()
             except OSError as exc:  # nobody is left to raise it to
                 print(f"fasttb: a file of {self.url} dropped without close(): {_describe(exc)}", file=sys.stderr)
-        if self.error is None:
-            self.sweep(w._segment_path for w in self.writers if not w._closed)
-        self.settling = True
+            self.enqueue(files["segment"])
+            for side in list(files["sides"]):
+                self.enqueue(side)
+            self.settling = True
 
     @property
     def writers(self) -> List["FileWriter"]:

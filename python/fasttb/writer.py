@@ -301,7 +301,10 @@ class FileWriter:
         _lifecycle.track(self)
         # Dropped without close(): the upload thread closes the file, uploads what it left and
         # gives the spool up, as the worker closes a local file nobody closed.
-        self._on_drop = weakref.finalize(self, root.writer_dropped, core)
+        # (What the finalizer hands over must not refer to the writer: the file's current
+        # segment, kept up to date by _end_segment, and its side files still to upload.)
+        self._dropped_files: Dict[str, Any] = {"segment": path, "sides": self._side_pending}
+        self._on_drop = weakref.finalize(self, root.writer_dropped, core, self._dropped_files)
         self._on_drop.atexit = False  # at exit, _remote's own hook uploads everything
 
     def _end_segment(self) -> None:
@@ -320,6 +323,7 @@ class FileWriter:
         new = self._segment_name()
         core.rotate(os.fsencode(new), self._source_metadata)
         self._segment_path = new
+        self._dropped_files["segment"] = new
         self._segment_records, self._segment_bytes = before["records"], before["bytes"]
         self._segment_since = None
         root.enqueue(old, self)  # only if it exists: a segment is made by its first record
