@@ -241,6 +241,19 @@ def test_a_shallow_copy_logs_to_the_same_run_as_torchs_does(tmp_path):
     assert runs[0] == runs[1] and len(runs[1]) == 5
 
 
+def test_a_scalars_key_that_looks_like_a_url_stays_in_the_local_run(tmp_path):
+    # The key "://" made the run's path look like an fsspec URL: its record went to a "remote"
+    # run, nowhere under the log dir (found by the fuzz test under ASan, whose draws differ).
+    # (torch's writer raises "Protocol not known" there, from tensorboard's file layer.)
+    from conftest import read_tree
+
+    with SummaryWriter(str(tmp_path)) as w:
+        w.add_scalars("m", {"://": 1.0, "a": 2.0}, 3)
+    runs = sorted((os.path.relpath(os.path.dirname(path), tmp_path), v.simple_value)
+                  for path, events in read_tree(str(tmp_path)).items() for e in events for v in e.summary.value)
+    assert runs == [("m_:", 1.0), ("m_a", 2.0)]
+
+
 def test_context_manager_closes_and_propagates(logdir):
     with pytest.raises(KeyError):
         with SummaryWriter(logdir) as w:

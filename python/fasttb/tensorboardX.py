@@ -475,10 +475,11 @@ class SummaryWriter(_Base):
         return writer
 
     def _new_file_writer(self, log_dir: PathLike, defaults: bool = False) -> _writer.FileWriter:
+        # (root=None: this dialect's runs are local, whatever their names hold.)
         if defaults:  # add_hparams' runs: tensorboardX's defaults; the worker creates the files
-            return _writer.FileWriter(log_dir, later=True, source_metadata=False)
+            return _writer.FileWriter(log_dir, later=True, source_metadata=False, root=None)
         writer = _FileWriter(log_dir, self.max_queue, self.flush_secs, self.filename_suffix,
-                             on_full=self._on_full, source_metadata=False)
+                             on_full=self._on_full, source_metadata=False, root=None)
         writer._on_metadata = weakref.WeakMethod(self._refresh_target)
         return writer
 

@@ -59,6 +59,9 @@ def _remote_root(log_dir: PathLike, storage_options: Optional[Dict[str, Any]],
 _side_file_order = itertools.count()
 
 
+_FROM_LOG_DIR: Any = object()  # FileWriter's root when not given: a URL log dir makes a remote run
+
+
 class FileWriter:
     """Writes events to one event file in ``log_dir``, through the background worker.
 
@@ -86,7 +89,7 @@ class FileWriter:
         source_metadata: bool = True,
         storage_options: Optional[Dict[str, Any]] = None,
         upload_timeout: float = 60.0,
-        root: Optional["RemoteRoot"] = None,
+        root: Any = _FROM_LOG_DIR,
     ) -> None:
         if on_full not in ("block", "drop"):
             raise ValueError(f"on_full: expected 'block' or 'drop', got {on_full!r}")
@@ -108,7 +111,10 @@ class FileWriter:
         self._drop = on_full == "drop"
         self._later = later  # fasttb's own runs: the worker creates the directory and the file
         self._source_metadata = source_metadata  # False: tensorboardX's first record
-        self._root = root if root is not None else _remote_root(self._log_dir, storage_options, upload_timeout)
+        # A SummaryWriter's runs are where the writer is (its root, or None for a local one),
+        # whatever their names hold: a key "://" of add_scalars makes no URL of a local run.
+        self._root: Optional["RemoteRoot"] = (
+            _remote_root(self._log_dir, storage_options, upload_timeout) if root is _FROM_LOG_DIR else root)
         if self._root is not None:
             self._init_remote()
         self._open()
