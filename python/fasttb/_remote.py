@@ -405,6 +405,10 @@ class RemoteRoot:
     def remove_spool_if_done(self, at_exit: bool = False) -> bool:
         """Removes the spool folder once nothing in it waits and no open file writes there
         (``at_exit``: open files that have nothing left to upload do not count)."""
+        with _uploader.cond:  # (no writer of another thread makes its file meanwhile)
+            return self._remove_spool_if_done(at_exit)
+
+    def _remove_spool_if_done(self, at_exit: bool) -> bool:
         spool = self.spool
         if spool is None or self.queue or self.owner_pid != os.getpid():
             return False

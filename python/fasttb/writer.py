@@ -273,7 +273,11 @@ class FileWriter:
     def _open_remote(self) -> None:
         root = self._root
         assert root is not None
-        with self._segment_lock:
+        from . import _remote
+
+        # Under the uploader's lock until the file exists: a close() on another thread removes
+        # the spool once no file is left in it, and must not do so between these steps.
+        with self._segment_lock, _remote._uploader.cond:
             self._local_dir = root.local_path(self._log_dir)
             if not self._later:
                 os.makedirs(self._local_dir, exist_ok=True)
@@ -301,8 +305,6 @@ class FileWriter:
             self._segment_bytes = 0
             self._segment_since: Optional[float] = None
         root.add_writer(self)
-        from . import _remote
-
         _remote.register(root)
         _lifecycle.track(self)
         # Dropped without close(): the upload thread closes the file, uploads what it left and
