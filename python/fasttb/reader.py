@@ -540,10 +540,11 @@ class SummaryReader:
             self._file = _files.get(self._log_path) or EventFile.empty(self._log_path)
         else:
             for name in fs.listdir(self._log_path):
-                if not (fs.isfile(fs.join(self._log_path, name)) or _is_folder(fs.join(self._log_path, name), fs)):
+                child = fs.join(self._log_path, name)
+                if not (fs.isfile(child) or _is_folder(child, fs)):
                     continue
                 self._children[name] = SummaryReader(
-                    fs.join(self._log_path, name), pivot=pivot, extra_columns=extra,
+                    child, pivot=pivot, extra_columns=extra,
                     event_types=types, skip_corrupt=skip_corrupt, _files=_files, _fs=fs)
 
     def __repr__(self) -> str:

@@ -260,11 +260,22 @@ class FileWriter:
 
     def _init_remote(self) -> None:
         self._segment_lock = threading.Lock()  # one segment change at a time (caller or uploader)
-        self._segment_path = ""
-        self._segment_age = max(0.8 * self._flush_secs, 0.0)
         self._side_pending: Dict[str, Tuple[float, int]] = {}
+        # The current segment and the side files still to upload: what a finalizer hands over
+        # if the writer is dropped without close(), so it must not refer to the writer. Made
+        # again by each open, as the finalizer is.
+        self._dropped_files: Dict[str, Any] = {"segment": "", "sides": self._side_pending}
+        self._segment_age = max(0.8 * self._flush_secs, 0.0)
         self._final_queued = True
         self._tick_failed = False
+
+    @property
+    def _segment_path(self) -> str:
+        return self._dropped_files["segment"]
+
+    @_segment_path.setter
+    def _segment_path(self, path: str) -> None:
+        self._dropped_files["segment"] = path
 
     def _segment_name(self) -> str:
         return os.path.join(self._local_dir, f"events.out.tfevents.{self._segment_time:010d}.{self._segment_stem}."
@@ -300,7 +311,7 @@ class FileWriter:
             self._close_pending = False
             self._final_queued = False
             self._tick_failed = False
-            self._segment_path = path
+            self._dropped_files = {"segment": path, "sides": self._side_pending}
             self._segment_records = 1  # the first record
             self._segment_bytes = 0
             self._segment_since: Optional[float] = None
@@ -309,9 +320,6 @@ class FileWriter:
         _lifecycle.track(self)
         # Dropped without close(): the upload thread closes the file, uploads what it left and
         # gives the spool up, as the worker closes a local file nobody closed.
-        # (What the finalizer hands over must not refer to the writer: the file's current
-        # segment, kept up to date by _end_segment, and its side files still to upload.)
-        self._dropped_files: Dict[str, Any] = {"segment": path, "sides": self._side_pending}
         self._on_drop = weakref.finalize(self, root.writer_dropped, core, self._dropped_files)
         self._on_drop.atexit = False  # at exit, _remote's own hook uploads everything
 
@@ -331,7 +339,6 @@ class FileWriter:
         new = self._segment_name()
         core.rotate(os.fsencode(new), self._source_metadata)
         self._segment_path = new
-        self._dropped_files["segment"] = new
         self._segment_records, self._segment_bytes = before["records"], before["bytes"]
         self._segment_since = None
         root.enqueue(old, self)  # only if it exists: a segment is made by its first record
@@ -932,7 +939,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
                     writer.close()
             except OSError as exc:  # close the others, then report the first failure
                 error = error or exc
-            for key, value in (writer.stats() if ours else {}).items():
+            for key, value in _file_stats(writer).items():
                 self._closed_totals[key] = self._closed_totals.get(key, 0) + value
         if root is not None:
             try:
@@ -993,7 +1000,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         for key, value in self._closed_totals.items():
             totals[key] += value
         for writer in list((self.all_writers or {}).values()):
-            for key, value in (writer.stats() if isinstance(writer, FileWriter) else {}).items():
+            for key, value in _file_stats(writer).items():
                 totals[key] += value
         totals["dropped"] += self._device_dropped
         totals.update(_core.engine_stats())
@@ -1013,6 +1020,11 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.close()
+
+
+def _file_stats(writer: Any) -> Dict[str, int]:
+    """A file's counters; none for a stock FileWriter in all_writers (see _close_all)."""
+    return writer.stats() if isinstance(writer, FileWriter) else {}
 
 
 def _doubles(values: Any, argument: str) -> list:
