@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import threading
 import time
 import uuid
@@ -481,6 +482,50 @@ def test_spools_left_behind_are_uploaded(tmp_path, spool):
     steps = [event_pb2.Event.FromString(r).step for p in sorted(fs.find(path)) for r in _records(fs.cat_file(p))[1:]]
     assert steps == list(range(300))
     assert os.listdir(spool) == []
+
+
+class HungFileSystem(MemoryFileSystem):
+    """memory:// under another name, for reading back a spool whose store hung (below)."""
+
+    protocol = "hung"
+
+
+fsspec.register_implementation("hung", HungFileSystem, clobber=True)
+
+
+def test_sigterm_with_a_hung_store_ends_the_process_and_keeps_the_spool(spool):
+    # The upload thread cannot finish: the process still ends by the signal, once
+    # FASTTB_TERM_UPLOAD_SECONDS have passed, and what was logged waits in the spool.
+    url = fresh_url("hung")
+    result = run_child(f"""
+        import os, signal, threading, time
+        import fsspec
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        class Hung(MemoryFileSystem):
+            protocol = "hung"
+
+            def put_file(self, *args, **kwargs):
+                threading.Event().wait()
+
+        fsspec.register_implementation("hung", Hung, clobber=True)
+        from fasttb import SummaryWriter
+        w = SummaryWriter({url!r})
+        for i in range(300):
+            w.add_scalar("loss", float(i), i)
+        os.kill(os.getpid(), signal.SIGTERM)
+        while True:
+            time.sleep(0.01)
+    """, env={"FASTTB_SPOOL": spool, "FASTTB_TERM_UPLOAD_SECONDS": "1"}, timeout=60, check=False)
+    assert result.returncode == -signal.SIGTERM, result.stderr
+    (left,) = os.listdir(spool)
+    from fasttb import _remote
+
+    lines: list = []
+    assert _remote.upload_spools([os.path.join(spool, left)], None, 10, lines.append) == 0, lines
+    fs, path = fsspec.core.url_to_fs(url)
+    steps = [event_pb2.Event.FromString(r).step for p in sorted(fs.find(path)) for r in _records(fs.cat_file(p))[1:]]
+    assert steps == list(range(300))
 
 
 def test_a_torn_last_record_is_cut_before_the_upload(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -282,6 +283,36 @@ def test_interpreter_exit_uploads_what_close_would_have(s3, spool):
     assert result.stderr == ""
     assert scalars(s3.objects("run/events")) == [(i, float(i)) for i in range(300)]
     assert len(scalars(s3.objects("run/m_a/"), "m")) == 1
+    assert os.listdir(spool) == []
+
+
+def test_sigterm_uploads_what_was_logged_before_it_then_ends_the_process(s3, spool):
+    # Kubernetes, Slurm and torchrun stop a job with SIGTERM, and a pod's spool may go with it:
+    # once the worker has written what was logged, the upload thread uploads it, and only then
+    # does the signal end the process.
+    result = run_child(f"""
+        import os, signal, time
+        import numpy as np
+        from fasttb import SummaryWriter
+        w = SummaryWriter("s3://{s3.bucket}/run", storage_options={s3.storage_options()!r})
+        for i in range(200):
+            w.add_scalar("loss", float(i), i)
+        w.flush()
+        for i in range(200, 500):
+            w.add_scalar("loss", float(i), i)
+        w.add_scalars("m", {{"a": 1.0}}, 0)
+        w.add_image("img", np.zeros((3, 4, 4)), 0)
+        os.kill(os.getpid(), signal.SIGTERM)
+        for i in range(500, 10**9):  # the program goes on until the signal ends it
+            w.add_scalar("loss", float(i), i)
+            time.sleep(0.001)
+    """, env={"FASTTB_SPOOL": spool}, timeout=60, check=False)
+    assert result.returncode == -signal.SIGTERM, result.stderr
+    assert scalars(s3.objects("run/events")) == [(i, float(i)) for i in range(500)]
+    assert len(s3.objects("run/m_a/")) == 1
+    images = [e for key, data in sorted(s3.objects("run/events").items()) for e in records(data)[1:]
+              if e.summary.value and e.summary.value[0].tag == "img"]
+    assert len(images) == 1 and images[0].summary.value[0].image.height == 4
     assert os.listdir(spool) == []
 
 

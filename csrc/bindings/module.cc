@@ -42,6 +42,7 @@
 #include "runtime/item.h"
 #include "runtime/producer.h"
 #include "runtime/status.h"
+#include "runtime/termination.h"
 #include "runtime/writer.h"
 
 namespace py = pybind11;
@@ -648,6 +649,13 @@ void register_engine(py::module_& m) {
         if (!fasttb::parse_size(text.c_str(), &bytes)) return py::none();
         return py::int_(bytes);
     }, py::arg("text"), "A size such as '256M' in bytes, as FASTTB_QUEUE_BYTES reads it (None if malformed).");
+    m.def("termination_pending", &fasttb::termination_pending,
+          "True once a SIGTERM is being drained: the process ends soon (termination.h).");
+    m.def("expect_termination_uploads", [](double seconds) {
+        fasttb::expect_termination_uploads(seconds > 0 ? long(std::min(seconds, 3600.0) * 1000) : 0);
+    }, py::arg("seconds"), "On SIGTERM, wait up to `seconds` after the drain for termination_uploads_done() (0: not).");
+    m.def("termination_uploads_done", &fasttb::termination_uploads_done,
+          "The upload thread has uploaded what it could after a SIGTERM: the process may end.");
     fasttb::install_exit_handshake_fork_handlers();
     m.def("_exit_hook", &fasttb::begin_interpreter_exit,
           "Registered with atexit when the module loads: see python_interop.h.");

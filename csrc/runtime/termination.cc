@@ -32,6 +32,13 @@ sem_t g_signalled;
 std::atomic<int> g_signal{0};             // the signal to end the process with, once handed over
 std::atomic<pid_t> g_watcher_of{0};        // the process whose watcher waits on g_signalled
 std::atomic<bool> g_terminating{false};   // a SIGTERM is being drained: the process ends soon
+// Remote runs (fasttb._remote): the process whose upload thread, once it sees termination_pending,
+// ends every open remote file's segment and uploads it; how long the watcher waits for that; and
+// whether it is done. The watcher waits only in that process: a forked child has no such thread
+// until it opens a remote run of its own.
+std::atomic<pid_t> g_uploader_of{0};
+std::atomic<long> g_upload_wait_ms{0};
+std::atomic<bool> g_uploads_done{false};
 
 double monotonic_ms() {
     timespec ts;
@@ -49,6 +56,15 @@ void wait_for_drain() {
     }
 }
 
+// Waits (at most g_upload_wait_ms) for the upload thread of remote runs, if this process has one.
+// The drain came first, so the segments it ends hold every record logged before the signal.
+void wait_for_uploads() {
+    if (g_uploader_of.load(std::memory_order_acquire) != getpid()) return;
+    const double deadline = monotonic_ms() + double(g_upload_wait_ms.load(std::memory_order_acquire));
+    const timespec pause{0, 10000000};  // 10 ms
+    while (!g_uploads_done.load(std::memory_order_acquire) && monotonic_ms() < deadline) nanosleep(&pause, nullptr);
+}
+
 void restore_default_action(int sig) {
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
@@ -56,9 +72,11 @@ void restore_default_action(int sig) {
     sigaction(sig, &dfl, nullptr);
 }
 
-// On the watcher: drains, then ends the process by `sig` with its default action.
+// On the watcher: drains, waits for the uploads of remote runs, then ends the process by `sig`
+// with its default action.
 [[noreturn]] void drain_and_end(int sig) {
     wait_for_drain();
+    wait_for_uploads();
     restore_default_action(sig);
     sigset_t only;
     sigemptyset(&only);
@@ -131,5 +149,13 @@ void install_termination_handler() {
 }
 
 bool termination_pending() { return g_terminating.load(std::memory_order_acquire); }
+
+void expect_termination_uploads(long wait_ms) {
+    g_upload_wait_ms.store(wait_ms > 0 ? wait_ms : 0, std::memory_order_release);
+    g_uploads_done.store(false, std::memory_order_release);
+    g_uploader_of.store(wait_ms > 0 ? getpid() : 0, std::memory_order_release);
+}
+
+void termination_uploads_done() { g_uploads_done.store(true, std::memory_order_release); }
 
 }  // namespace fasttb

@@ -5,7 +5,8 @@
 // write everything queued (waiting at most 5 seconds), then restores the default action and
 // raises the signal again, so the process still ends by SIGTERM. Meanwhile the program goes on,
 // so that the worker never waits for the very thread the signal stopped. A handler the program
-// installs itself, before or after, takes precedence.
+// installs itself, before or after, takes precedence. A remote run's files are uploaded before
+// the process ends, in a wait of their own (below).
 #pragma once
 
 namespace fasttb {
@@ -13,5 +14,12 @@ namespace fasttb {
 void install_termination_handler();
 // A SIGTERM was handed to the watcher, which will end the process (async-signal-safe).
 bool termination_pending();
+
+// Remote runs. Their files are uploaded by a Python thread (fasttb._remote), which the watcher
+// cannot run: after the drain, it waits up to `wait_ms` for termination_uploads_done(), which that
+// thread calls once it has ended and uploaded every open file's segment (or given up). Called
+// with 0 when the process has no remote run left, so the watcher does not wait.
+void expect_termination_uploads(long wait_ms);
+void termination_uploads_done();
 
 }  // namespace fasttb

@@ -36,7 +36,11 @@ flush. fasttb cuts the event stream into segments instead and uploads each once:
   ``TimeoutError`` (an OSError) naming the spool if they could not finish.
 * **Exit.** At interpreter exit (before non-daemon threads are joined) every open remote file
   ends its segment and the uploads are waited for, up to ``upload_timeout``; what could not be
-  uploaded stays in the spool, with a message on stderr. A process that is killed leaves its
+  uploaded stays in the spool, with a message on stderr. On SIGTERM (with its default action,
+  see csrc/runtime/termination.h), once the worker has written what was logged before the
+  signal, the upload thread does the same, and the process ends by the signal when the uploads
+  are done or after ``FASTTB_TERM_UPLOAD_SECONDS`` (20 s by default: with the drain's 5 s, within
+  the 30 s that Kubernetes and Slurm give before SIGKILL). A process that is killed leaves its
   spool too. The next process to open a remote writer adopts spools whose owner is gone (their
   lock is free) and uploads them in the background, and ``python -m fasttb upload [SPOOL ...]``
   does it in the foreground; event files cut by a kill are truncated to their last whole record
@@ -80,6 +84,8 @@ MANIFEST = ".fasttb-spool.json"
 DEFAULT_SEGMENT_BYTES = 16 << 20
 DEFAULT_SPOOL_LIMIT = 4 << 30
 TICK_SECS = 0.25  # how often the uploader looks at open remote files' size and age
+IDLE_TICK_SECS = 1.0  # how often it looks for a SIGTERM while a run of this process is registered
+DEFAULT_TERM_UPLOAD_SECS = 20.0
 MIN_BACKOFF, MAX_BACKOFF = 0.5, 30.0
 EVENT_FILE_MARK = "tfevents"
 
@@ -174,6 +180,19 @@ def _env_size(name: str, default: int) -> int:
     if size is None:
         raise ValueError(f"{name}: expected a size such as 64M or 1GiB, got {text!r}")
     return int(size)
+
+
+def _env_seconds(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"{name}: expected a number of seconds, got {text!r}")
+    return seconds
 
 
 def spool_root() -> str:
@@ -630,6 +649,17 @@ class _Uploader:
         self.woken = False
         self.adopt = True
         self.hooks_registered = False
+        self.terminating = False  # a SIGTERM: upload what is spooled, then let the process end
+        self.terminated = False  # ... and the watcher was told that it may end it
+        self.term_seconds = DEFAULT_TERM_UPLOAD_SECS
+
+    def own_roots(self) -> List[RemoteRoot]:
+        """The runs this process writes (not spools it adopted, nor its parent's after fork)."""
+        return [r for r in self.roots if not r.adopted and r.owner_pid == os.getpid()]
+
+    def _expect_termination(self) -> None:
+        """Tell the SIGTERM watcher whether to wait for this thread's uploads (``cond`` held)."""
+        _core.expect_termination_uploads(self.term_seconds if self.own_roots() else 0.0)
 
     def wake(self) -> None:
         """Have the thread look now (called with ``cond`` held)."""
@@ -637,17 +667,21 @@ class _Uploader:
         self.cond.notify_all()
 
     def add_root(self, root: RemoteRoot) -> None:
+        term_seconds = _env_seconds("FASTTB_TERM_UPLOAD_SECONDS", DEFAULT_TERM_UPLOAD_SECS)
         with self.cond:
+            self.term_seconds = term_seconds
             if root not in self.roots:
                 self.roots.append(root)
             self.limit = _env_size("FASTTB_SPOOL_LIMIT", DEFAULT_SPOOL_LIMIT)
             self._start()
+            self._expect_termination()
             self.wake()
 
     def drop(self, root: RemoteRoot) -> None:
         with self.cond:
             if root in self.roots:
                 self.roots.remove(root)
+                self._expect_termination()
 
     def _start(self) -> None:
         if self.thread is None or not self.thread.is_alive():
@@ -659,7 +693,7 @@ class _Uploader:
 
     def _next_wait(self) -> float:
         now = time.monotonic()
-        wait = TICK_SECS if any(r._writers for r in self.roots) else 3600.0
+        wait = TICK_SECS if any(r._writers for r in self.roots) else IDLE_TICK_SECS if self.roots else 3600.0
         for root in self.roots:
             if root.queue and root.error is None:
                 wait = min(wait, max(root.next_try - now, 0.0))
@@ -677,7 +711,12 @@ class _Uploader:
             if os.getpid() != pid:
                 return
             try:
+                if not self.terminating and _core.termination_pending():
+                    self.terminating = True
+                    self._end_segments(self.own_roots())
                 self._tick(roots)
+                if self.terminating and not self.terminated:
+                    self._terminate_when_uploaded()
             except Exception as exc:  # never let the thread die: report and go on
                 print(f"fasttb: upload thread: {_describe(exc)}", file=sys.stderr)
                 time.sleep(TICK_SECS)
@@ -715,11 +754,20 @@ class _Uploader:
             if root in self.roots:
                 self.roots.remove(root)
 
-    def finish(self, timeout: Optional[float], final: bool) -> None:
-        """End every open remote file's segment and wait for the uploads (interpreter exit);
-        report on stderr what stays in a spool. ``final``: the last pass, after which no thread
-        logs any more, so spools with nothing left are removed even with files open."""
-        roots = [r for r in self.roots if not r.adopted and r.owner_pid == os.getpid()]
+    def _terminate_when_uploaded(self) -> None:
+        """After a SIGTERM: once nothing of this process's runs waits for an upload that can
+        still succeed, remove their spools and let the watcher end the process."""
+        roots = self.own_roots()
+        if any(r.queue and r.error is None for r in roots):
+            return
+        for root in roots:
+            root.remove_spool_if_done(at_exit=True)
+        self.terminated = True
+        _core.termination_uploads_done()
+
+    @staticmethod
+    def _end_segments(roots: List[RemoteRoot]) -> None:
+        """End every open file's segment and queue it, with whatever else waits in the spools."""
         for root in roots:
             for writer in root.writers:
                 try:
@@ -728,6 +776,13 @@ class _Uploader:
                     print(f"fasttb: {_describe(exc)}", file=sys.stderr)
             if root.error is None:
                 root.sweep(w._segment_path for w in root.writers if not w._closed)
+
+    def finish(self, timeout: Optional[float], final: bool) -> None:
+        """End every open remote file's segment and wait for the uploads (interpreter exit);
+        report on stderr what stays in a spool. ``final``: the last pass, after which no thread
+        logs any more, so spools with nothing left are removed even with files open."""
+        roots = self.own_roots()
+        self._end_segments(roots)
         with self.cond:
             self._start()
             self.wake()
