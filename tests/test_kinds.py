@@ -653,6 +653,9 @@ BAD_CALLS = {
     "a None multiline tag": lambda w: w.add_custom_scalars_multilinechart(["a", None]),
     "raw limits as text": lambda w: w.add_histogram_raw("h", 0, 2, 3, 3, 5, ["1", "2"], [1, 2]),
     "raw counts as a str array": lambda w: w.add_histogram_raw("h", 0, 2, 3, 3, 5, [1, 2], np.array(["1", "2"])),
+    "raw limits 0-d": lambda w: w.add_histogram_raw("h", 0, 2, 2, 2, 2, np.array(1.0), [1.0]),
+    "walltime of two": lambda w: w.add_scalar("s", 1.0, 0, walltime=np.zeros(2)),
+    "walltime a list": lambda w: w.add_text("t", "x", 0, walltime=[1.0]),
 }
 
 

@@ -152,8 +152,9 @@ def to_walltime(walltime: Any, argument: str = "walltime") -> float:
         raise TypeError(f"{argument}: expected a number of seconds, got {type(walltime).__name__}")
     try:
         return float(walltime)
-    except (TypeError, ValueError):
-        raise TypeError(f"{argument}: expected a number of seconds, got {walltime!r}") from None
+    except (TypeError, ValueError, RuntimeError):  # (RuntimeError: a tensor of several elements)
+        # The stock writer raises TypeError for most, ValueError for arrays of several numbers.
+        raise ArgumentValueTypeError(f"{argument}: expected a number of seconds, got {walltime!r}") from None
     except OverflowError:
         raise ArgumentOverflowError(f"{argument}: {walltime!r} is too large for a float") from None
 

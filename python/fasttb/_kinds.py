@@ -60,7 +60,8 @@ def _numeric(a: np.ndarray, argument: str) -> np.ndarray:
     try:
         return _for_core(a)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{argument}: expected numbers, got dtype {a.dtype} ({exc})") from None
+        # (numpy's cast, in the stock writer, raises TypeError for some dtypes, ValueError for others)
+        raise ArgumentValueTypeError(f"{argument}: expected numbers, got dtype {a.dtype} ({exc})") from None
 
 
 class _CountsShapeError(ArgumentShapeError, IndexError):

@@ -1032,6 +1032,8 @@ def _doubles(values: Any, argument: str) -> list:
         raise TypeError(f"{argument}: expected a sequence of numbers, got {type(values).__name__}")
     if _is_array_like(values):
         array = make_np(values, argument)
+        if array.ndim == 0:  # (the stock writer takes its len())
+            raise TypeError(f"{argument}: expected a sequence of numbers, got a 0-d array")
         if array.dtype.kind in "SU":  # float() reads numbers written as text; protobuf does not
             raise TypeError(f"{argument}: expected numbers, got {array.dtype} values")
         return array.astype(np.float64).ravel().tolist()
