@@ -324,7 +324,8 @@ def test_embedding_errors(tmp_path):
     np.sin(np.linspace(0, 100, 4410)).astype(np.float32), np.linspace(-1, 1, 999),
     np.linspace(-2, 2, 500).astype(np.float32), np.array([[0.0, 0.5, -0.5, 1.0]]),
     np.linspace(-1, 1, 300).astype(np.float16), np.array([-1, 0, 1, 2]), np.ones((100, 1)),
-], ids=["f32", "f64", "clipped", "row", "f16", "int", "column"])
+    np.array([2**64 - 1, 2**63, 1, 0], np.uint64), np.array([70000, 1, 0], np.uint32),
+], ids=["f32", "f64", "clipped", "row", "f16", "int", "column", "uint64", "uint32"])
 @pytest.mark.parametrize("rate", [44100, 8000, 22050.5])
 def test_audio(tmp_path, samples, rate):
     assert_same_records(tmp_path, lambda w: w.add_audio("a", samples, 2, sample_rate=rate, walltime=T))

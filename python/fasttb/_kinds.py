@@ -380,6 +380,8 @@ class KindsMixin:
             # Other dtypes multiply in their own precision (float16 in float16): the 16-bit samples
             # are made here, and the core takes int16 as they are. Integers are widened first
             # (numpy refuses int8 and uint8 times 32767, which fails the stock writer).
+            if samples.dtype.kind == "u":  # (uint64 past 2**63 would wrap around in int64)
+                samples = np.minimum(samples, 1)
             if samples.dtype.kind in "biu":
                 samples = samples.astype(np.int64)
             with np.errstate(all="ignore"):
