@@ -326,3 +326,38 @@ def test_a_second_close_waits_for_the_first(tmp_path, how):
                 first.join()
         """, timeout=300)
     assert result.stdout.split("\n")[0] == f"{how} 42 0"
+
+
+@pytest.mark.parametrize("dialect", ["torch", "tensorboardX"])
+def test_threads_logging_after_close_share_one_new_file(tmp_path, dialect):
+    # After close() the next call opens a new file; several threads making that call at once
+    # each made one, and their records then interleaved across files.
+    result = run_child(f"""
+        import glob, sys, threading, time
+        from fasttb import SummaryWriter
+        if {dialect!r} == "tensorboardX":
+            from fasttb.tensorboardX import SummaryWriter
+        sys.setswitchinterval(1e-6)
+        deadline = time.monotonic() + {SECONDS}
+        trials = 0
+        while time.monotonic() < deadline or trials < 20:
+            logdir = {str(tmp_path)!r} + f"/run{{trials}}"
+            w = SummaryWriter(logdir)
+            w.close()
+            start = threading.Barrier(4)
+            def log(k):
+                start.wait()
+                for i in range(20):
+                    w.add_scalar(f"t{{k}}", float(i), i)
+            threads = [threading.Thread(target=log, args=(k,)) for k in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            w.close()
+            files = glob.glob(logdir + "/events.out.tfevents.*")
+            assert len(files) == 2, (trials, files)
+            trials += 1
+        print(trials)
+    """, timeout=60 + 10 * SECONDS)
+    assert int(result.stdout) >= 20

@@ -458,6 +458,13 @@ class SummaryWriter(_Base):
         current = self.file_writer  # read once: a close() on another thread may clear it
         if self.all_writers is not None and current is not None:
             return current
+        with _writer._reopen_lock:  # one new file, however many threads log after close()
+            current = self.file_writer
+            if self.all_writers is not None and current is not None:
+                return current
+            return self._open_file_writer()
+
+    def _open_file_writer(self) -> Any:
         if not self._write_to_disk:
             dummy = _DummyFileWriter(self.log_dir)
             self.file_writer = dummy  # type: ignore[assignment]

@@ -33,6 +33,20 @@ PathLike = Union[str, "os.PathLike[str]"]
 # Event file names end in a process-wide counter, as in tensorboard's writer. A forked child
 # inherits the value, and its pid keeps its names apart from the parent's.
 _file_counter = itertools.count()
+# Taken only to make a writer's file again after close(): several threads that log after it
+# would each make one, and their records would interleave across files. (Reentrant: a signal
+# handler may log while its thread holds it. Made anew in a forked child, where the thread that
+# held it is gone.)
+_reopen_lock = threading.RLock()
+
+
+def _new_reopen_lock() -> None:
+    global _reopen_lock
+    _reopen_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_reopen_lock)
 
 
 def _event_file_name(suffix: str) -> str:
@@ -567,14 +581,17 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         once: a close() on another thread may clear them between two reads.)"""
         writer = self.file_writer
         if self.all_writers is None or writer is None:
-            writer = self._new_file_writer(self.log_dir)
-            core = writer._ready()
-            if self.purge_step is not None:
-                core.push_purge_markers(to_step(self.purge_step, "purge_step"), time.time(), time.time())
-                self.purge_step = None
-            self.file_writer = writer
-            self.all_writers = {writer.get_logdir(): writer}
-            _core.set_scalar_target(self, core)
+            with _reopen_lock:
+                writer = self.file_writer
+                if self.all_writers is None or writer is None:  # (not made by another thread meanwhile)
+                    writer = self._new_file_writer(self.log_dir)
+                    core = writer._ready()
+                    if self.purge_step is not None:
+                        core.push_purge_markers(to_step(self.purge_step, "purge_step"), time.time(), time.time())
+                        self.purge_step = None
+                    self.file_writer = writer
+                    self.all_writers = {writer.get_logdir(): writer}
+                    _core.set_scalar_target(self, core)
         return writer
 
     def _main(self) -> "_core.EventWriter":
