@@ -31,7 +31,17 @@ except ImportError:  # protobuf before 4.21
 
 
 def _cls(name: str) -> Any:
-    return _message_class(POOL.FindMessageTypeByName(name))
+    return _with_nested(_message_class(POOL.FindMessageTypeByName(name)))
+
+
+def _with_nested(cls: Any) -> Any:
+    """``cls`` with its nested messages as attributes (``Summary.Audio``). The upb and C++
+    runtimes set them; the pure-Python one (protobuf 3.20 on new Pythons, or
+    PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python) does not for classes built from a pool."""
+    for nested in cls.DESCRIPTOR.nested_types:
+        if not hasattr(cls, nested.name):
+            setattr(cls, nested.name, _with_nested(_message_class(nested)))
+    return cls
 
 
 # tensorboard.*
