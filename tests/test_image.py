@@ -627,6 +627,30 @@ def test_boxes_match_stock(tmp_path, img, dataformats, boxes, labels, rescale):
     np.testing.assert_array_equal(got, expected)
 
 
+def test_boxes_with_the_api_of_an_older_pillow(monkeypatch):
+    # Before Pillow 9.2 the default font has no getbbox, only getsize: labels raised
+    # AttributeError. (Nor is there Image.Resampling before 9.1, which Pillow's own resize needs
+    # today, so that one cannot be taken away here.)
+    from PIL import ImageFont
+
+    img = RNG.random((3, 48, 64), dtype=np.float32)
+    labels = ["cat", "dog", "a longer label"]
+    current, _, _ = image_with_boxes_to_hwc_uint8(img, BOXES, rescale=0.5, labels=labels)
+    font_type = type(ImageFont.load_default())
+    font_type_getbbox = font_type.getbbox
+    for cls in font_type.__mro__:
+        if "getbbox" in vars(cls):
+            monkeypatch.delattr(cls, "getbbox")
+
+    def getsize(font, text):  # what getsize gave: the width and height of getbbox's box
+        x0, y0, x1, y1 = font_type_getbbox(font, text)
+        return x1 - x0, y1 - y0
+
+    monkeypatch.setattr(font_type, "getsize", getsize, raising=False)
+    older, _, _ = image_with_boxes_to_hwc_uint8(img, BOXES, rescale=0.5, labels=labels)
+    np.testing.assert_array_equal(older, current)
+
+
 def test_boxes_errors():
     img = np.zeros((3, 8, 8), np.float32)
     with pytest.raises(ImageFormatError, match="box_tensor"):

@@ -141,4 +141,5 @@ def resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
         from PIL import Image
     except ImportError:
         return lanczos_resize(pixels, width, height)
-    return np.ascontiguousarray(np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.LANCZOS)))
+    lanczos = getattr(Image, "Resampling", Image).LANCZOS  # (Image.Resampling: Pillow 9.1 on)
+    return np.ascontiguousarray(np.asarray(Image.fromarray(pixels).resize((width, height), lanczos)))

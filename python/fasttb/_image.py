@@ -394,8 +394,11 @@ def _draw_labelled_boxes(pixels: np.ndarray, boxes: np.ndarray, labels: Sequence
                   width=2, fill="Red")
         text = labels[i]
         if text:
-            x0, y0, x1, y1 = font.getbbox(text)
-            text_width, text_height = x1 - x0, y1 - y0
+            if hasattr(font, "getbbox"):
+                x0, y0, x1, y1 = font.getbbox(text)
+                text_width, text_height = x1 - x0, y1 - y0
+            else:  # Pillow before 9.2: its default font has no getbbox, but tells its size
+                text_width, text_height = font.getsize(text)
             margin = np.ceil(0.05 * text_height)
             draw.rectangle([(left, bottom - text_height - 2 * margin), (left + text_width, bottom)],
                            fill="Red")
