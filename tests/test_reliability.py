@@ -54,6 +54,37 @@ def test_records_reach_the_os_without_flush(logdir):
     w.close()
 
 
+def test_records_reach_the_os_while_the_worker_is_busy(tmp_path):
+    # A file that gets only small records (an add_scalars run) beside a stream of images the
+    # worker is slow to encode: the worker wrote it only when the queue drained or every 4096
+    # records, so its records waited in memory for minutes while the loop kept the queue full
+    # (torch's writer has them on disk within a second). Here a backlog of images is queued
+    # behind three scalars of the run; the run's file must hold them while the backlog lasts.
+    import numpy as np
+
+    logdir = str(tmp_path)
+    w = SummaryWriter(logdir)
+    noise = np.random.default_rng(0).integers(0, 256, (3, 512, 512), dtype=np.uint8)
+    w.flush()
+    _core._pause_worker(True)
+    try:
+        w.add_scalars("group", {"a": 1.0}, 0)
+        w.add_scalars("group", {"a": 2.0}, 1)
+        w.add_scalars("group", {"a": 3.0}, 2)
+        for i in range(150):
+            w.add_image("noise", noise, i)
+    finally:
+        _core._pause_worker(False)
+    (path,) = event_files(os.path.join(logdir, "group_a"))
+    deadline = time.monotonic() + 60
+    while len(read_records(path)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    backlog = _core.engine_stats()["queue_bytes"]
+    w.close()
+    assert len(read_records(path)) == 4
+    assert backlog > 0, "the run's records reached the file only once the queue had drained"
+
+
 def test_exit_without_close_keeps_everything(logdir):
     result = run_python(f"""
         import fasttb

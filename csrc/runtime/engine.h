@@ -105,7 +105,8 @@ private:
     void handle_hold(Item* item);
     void retire(Item* item);
     void mark_dirty(EventFile* f);
-    // only_due: just the files whose flush_secs have passed; check_names: see EventFile::flush.
+    // only_due: just the files last written longer ago than their flush_secs or max_nap_,
+    // whichever is shorter; check_names: see EventFile::flush.
     void write_dirty(double now, bool only_due, bool check_names);
     void rest(uint64_t handled, std::chrono::microseconds* idle_for);
     bool idle_wait(std::chrono::microseconds timeout);  // true when woken, false on timeout

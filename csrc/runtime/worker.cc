@@ -8,6 +8,7 @@
 // a SIGTERM drain request.
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <new>
 #include <stdexcept>
 
@@ -25,7 +26,12 @@ constexpr auto kDeepSleep = std::chrono::milliseconds(100);
 constexpr uint64_t kFewRecords = 64;     // a wake-up finding fewer: nap longer
 constexpr uint64_t kManyRecords = 1024;  // finding more: nap shorter
 constexpr size_t kFileBufferLimit = size_t(4) << 20;
-constexpr uint64_t kClockEvery = 4096;  // items between checks of flush_secs while busy
+// While the queue never empties, files are written by the clock: it is read every kClockEvery
+// items (a few microseconds of scalars) and after every item of kLargeItem bytes or more (an
+// image's PNG may take milliseconds), so a file that gets only small records (an add_scalars
+// run beside a stream of images) still reaches the OS within max_nap_.
+constexpr uint64_t kClockEvery = 64;
+constexpr size_t kLargeItem = size_t(64) << 10;
 
 // A streamed payload is the producer's until it has published all of it (Item::streamed).
 void wait_until_filled(const Item& item) {
@@ -68,13 +74,14 @@ void Engine::drain_once(uint64_t* handled) {
     size_t freed = 0;
     while (QueueNode* node = queue_.pop()) {
         Item* item = static_cast<Item*>(node);
-        freed += item->accounted;
-        handle(item);
+        const size_t size = item->accounted;
+        freed += size;
+        handle(item);  // (the item is gone after it)
         if (++*handled % 64 == 0) {
             release(freed);
             freed = 0;
         }
-        if (*handled % kClockEvery == 0) write_dirty(wall_clock_now(), true, false);
+        if (*handled % kClockEvery == 0 || size >= kLargeItem) write_dirty(wall_clock_now(), true, false);
     }
     release(freed);
 }
@@ -211,9 +218,10 @@ void Engine::mark_dirty(EventFile* f) {
 }
 
 void Engine::write_dirty(double now, bool only_due, bool check_names) {
+    const double busy_write_secs = std::chrono::duration<double>(max_nap_).count();
     size_t kept = 0;
     for (EventFile* f : dirty_) {
-        if (only_due && now - f->last_write() < f->flush_secs()) {
+        if (only_due && now - f->last_write() < std::min(f->flush_secs(), busy_write_secs)) {
             dirty_[kept++] = f;
             continue;
         }

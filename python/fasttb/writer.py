@@ -485,8 +485,10 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
             then discards the run's events at steps ``>= T`` written before this file.
         max_queue: Accepted for compatibility. fasttb queues every writer's records in one
             process-wide queue bounded in bytes (``fasttb.set_queue_limit``).
-        flush_secs: Longest time a record may wait in memory while the worker is busy; an idle
-            worker writes to the OS as soon as it has drained the queue.
+        flush_secs: Longest time a record may wait in memory. It rarely matters: the worker
+            writes to the OS as soon as it has drained the queue, and every ~20 ms
+            (``FASTTB_MAX_NAP_US``) while the loop keeps it busy. A remote run ends its segments
+            by it (see ``fasttb._remote``).
         filename_suffix: Appended to the name of every event file this writer creates.
         on_full: ``"block"`` (default) waits for room when the queue is full, losing nothing;
             ``"drop"`` drops the record and counts it in ``stats()["dropped"]``. fasttb only.
