@@ -398,7 +398,7 @@ def _draw_labelled_boxes(pixels: np.ndarray, boxes: np.ndarray, labels: Sequence
                 x0, y0, x1, y1 = font.getbbox(text)
                 text_width, text_height = x1 - x0, y1 - y0
             else:  # Pillow before 9.2: its default font has no getbbox, but tells its size
-                text_width, text_height = font.getsize(text)
+                text_width, text_height = font.getsize(text)  # type: ignore[union-attr]  # (Pillow < 10)
             margin = np.ceil(0.05 * text_height)
             draw.rectangle([(left, bottom - text_height - 2 * margin), (left + text_width, bottom)],
                            fill="Red")
