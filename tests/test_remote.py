@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -342,10 +343,16 @@ def test_without_fsspec_the_import_error_names_it():
     assert "fsspec" in result.stdout and "s3fs" in result.stdout and "pip install" in result.stdout
 
 
-def test_transient_failures_are_retried_and_nothing_is_lost(spool):
-    FlakyFileSystem.failure, FlakyFileSystem.failures_left = ConnectionError("connection refused"), 2
+@pytest.mark.parametrize("failure", ["refused", "cancelled"])
+def test_transient_failures_are_retried_and_nothing_is_lost(spool, failure):
+    # (asyncio's CancelledError is a BaseException: from a backend, it ended the upload thread.)
+    import asyncio
+
+    FlakyFileSystem.failure = (ConnectionError("connection refused") if failure == "refused"
+                               else asyncio.CancelledError())
+    FlakyFileSystem.failures_left = 2
     url = fresh_url("flaky")
-    w = SummaryWriter(url)
+    w = SummaryWriter(url, upload_timeout=10)  # (with no upload thread left, each wait ends)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for i in range(500):
@@ -394,6 +401,68 @@ def test_a_permanent_failure_is_raised_on_the_next_call(spool):
     from fasttb import _remote
 
     _remote._uploader.drop(w._remote_root)  # no report about it at the end of the test session
+
+
+def test_flush_during_a_silent_outage_waits_upload_timeout_once(spool):
+    # A store that neither answers nor fails (a network gone silent: s3fs waits for minutes):
+    # flush() waited twice upload_timeout, its own wait and the one for add_hparams' runs
+    # (none), and both warnings named a line inside fasttb or above the program's flush().
+    release = threading.Event()
+
+    class Silent(MemoryFileSystem):
+        protocol = "silent"
+        hang = False
+
+        def put_file(self, *args, **kwargs):
+            if type(self).hang:
+                release.wait()
+            return super().put_file(*args, **kwargs)
+
+    fsspec.register_implementation("silent", Silent, clobber=True)
+    w = SummaryWriter(fresh_url("silent"), upload_timeout=1.0)
+    w.add_scalar("loss", 0.0, 0)
+    w.flush()
+    Silent.hang = True
+    try:
+        for step in (1, 2):
+            w.add_scalar("loss", float(step), step)
+            started = time.monotonic()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                w.flush(); line = sys._getframe().f_lineno  # noqa: E702
+            assert time.monotonic() - started < 1.9, "flush() waited upload_timeout twice"
+            assert [(c.filename, c.lineno) for c in caught] == [(__file__, line)]
+    finally:
+        Silent.hang = False
+        release.set()
+    w.close()
+
+
+def test_exit_with_a_silent_store_waits_upload_timeout_once(spool):
+    # Exit waited upload_timeout for the uploads, and then 10 s more in a second pass (meant for
+    # what daemon threads log after the first), even for a run the first pass gave up on.
+    url = fresh_url("hung")
+    started = time.monotonic()
+    result = run_child(f"""
+        import threading
+        import fsspec
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        class Hung(MemoryFileSystem):
+            protocol = "hung"
+
+            def put_file(self, *args, **kwargs):
+                threading.Event().wait()
+
+        fsspec.register_implementation("hung", Hung, clobber=True)
+        from fasttb import SummaryWriter
+        w = SummaryWriter({url!r}, upload_timeout=1)
+        for i in range(100):
+            w.add_scalar("loss", float(i), i)
+    """, env={"FASTTB_SPOOL": spool}, timeout=60)
+    assert time.monotonic() - started < 8, "exit waited more than upload_timeout"
+    assert result.stderr.count("were not all uploaded") == 1, result.stderr
+    assert len(os.listdir(spool)) == 1
 
 
 def test_close_waits_for_the_uploads_then_raises(spool):
@@ -473,6 +542,12 @@ def test_spools_left_behind_are_uploaded(tmp_path, spool):
     """, env={"FASTTB_SPOOL": spool}, check=False)
     assert result.returncode < 0
     (left,) = os.listdir(spool)
+    # A torn last record, as a kill in the middle of a write leaves: cut before the upload, which
+    # then counted the bytes before the cut and left the cut file in the spool.
+    (event_file,) = [os.path.join(here, n) for here, _, names in os.walk(spool) for n in names if "tfevents" in n]
+    whole = os.path.getsize(event_file)
+    with open(event_file, "ab") as f:
+        f.write(_frame(b"x" * 40)[:30])
     # memory:// lives in a process: upload it from this one, as `python -m fasttb upload` does.
     lines: list = []
     from fasttb import _remote
@@ -482,6 +557,17 @@ def test_spools_left_behind_are_uploaded(tmp_path, spool):
     steps = [event_pb2.Event.FromString(r).step for p in sorted(fs.find(path)) for r in _records(fs.cat_file(p))[1:]]
     assert steps == list(range(300))
     assert os.listdir(spool) == []
+    assert any(f"uploaded 1 file ({whole} bytes)" in line for line in lines), lines
+
+
+def test_a_log_dir_with_a_trailing_slash(spool):
+    url = fresh_url() + "/"
+    with SummaryWriter(url) as w:
+        w.add_scalar("loss", 1.0, 0)
+        w.add_scalars("m", {"a": 2.0}, 0)
+    fs, path = fsspec.core.url_to_fs(url)
+    runs = sorted(os.path.relpath(os.path.dirname(p), path) for p in fs.find(path))
+    assert runs == [".", "m_a"]
 
 
 class HungFileSystem(MemoryFileSystem):

@@ -195,6 +195,17 @@ def _env_seconds(name: str, default: float) -> float:
     return seconds
 
 
+def _warn(message: str) -> None:
+    """A RuntimeWarning that names the program's line: the first caller outside fasttb."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep + "fasttb" + os.sep
+    frame: Any = sys._getframe(0)
+    level = 1  # warnings.warn's stacklevel of `frame`
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, RuntimeWarning, stacklevel=level)
+
+
 def spool_root() -> str:
     """Where spool folders are made: ``$FASTTB_SPOOL``, else ``<tempdir>/fasttb-spool-<uid>``."""
     root = os.environ.get("FASTTB_SPOOL")
@@ -402,7 +413,8 @@ class RemoteRoot:
         if text.rstrip("/") == self.url:
             relative = ""
         elif text.startswith(self.url + "/"):
-            relative = os.path.normpath(text[len(self.url) + 1:])
+            # (lstrip: "s3://b/run/" + "/m_a", a run of a log_dir given with a trailing slash)
+            relative = os.path.normpath(text[len(self.url) + 1:].lstrip("/"))
             if relative == ".." or relative.startswith("../") or os.path.isabs(relative):
                 raise ValueError(f"log_dir: {text!r} is outside the remote run {self.url!r}")
         else:
@@ -514,14 +526,13 @@ class RemoteRoot:
                            f"`python -m fasttb upload {self.spool}` uploads them")
                 if closing:
                     raise TimeoutError(errno.ETIMEDOUT, message)
-                warnings.warn(message, RuntimeWarning, stacklevel=4)
+                _warn(message)
 
     def _warn_outage(self) -> None:
         if not self.warned and self.failing is not None:
             self.warned = True
-            warnings.warn(f"fasttb: {self.url} cannot be reached ({_describe(self.failing)}); flush() "
-                          f"returns with the records kept in {self.spool}, uploaded once it is back",
-                          RuntimeWarning, stacklevel=5)
+            _warn(f"fasttb: {self.url} cannot be reached ({_describe(self.failing)}); flush() returns "
+                  f"with the records kept in {self.spool}, uploaded once it is back")
 
     def wake(self) -> None:
         """Have the uploader look at this run's files now (a file closed by close_later)."""
@@ -559,13 +570,15 @@ class RemoteRoot:
         """Upload the first waiting file (the uploader thread, without the GIL while sending)."""
         item = self.queue[0]
         try:
-            if item.event_file and self.adopted:
-                truncate_torn_record(item.local)
+            if item.event_file and self.adopted and truncate_torn_record(item.local):
+                self._resized(item)
             if self.fs is None:  # after fork: fsspec's clients belong to the parent
                 self.fs, _ = open_filesystem(self.url, self.storage_options)
             if os.path.exists(item.local):
                 self.fs.put_file(item.local, item.remote)
-        except Exception as exc:  # classified below; nothing from the network may kill the thread
+        except BaseException as exc:  # classified below; nothing from the network may kill the thread
+            if isinstance(exc, (SystemExit, KeyboardInterrupt, GeneratorExit)):
+                raise  # (asyncio's CancelledError, a BaseException, is a transient failure here)
             if is_permanent(exc) and os.path.exists(item.local):
                 self.fail(exc, item)
                 return
@@ -597,6 +610,16 @@ class RemoteRoot:
                 self.warned = False
             _uploader.cond.notify_all()
 
+    def _resized(self, item: _Upload) -> None:
+        """``item``'s file was cut short (a torn last record): what it holds now is uploaded,
+        counted and, once uploaded, removed."""
+        st = os.stat(item.local)
+        with _uploader.cond:
+            self.pending_bytes -= item.size - st.st_size
+            _uploader.pending_bytes -= item.size - st.st_size
+            item.size = st.st_size
+            item.signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+
     def sweep(self, live: Iterable[str]) -> None:
         """Queue every file of the spool that is neither queued nor being written (files of
         writers that were dropped without ``close()``), folder by folder in name order."""
@@ -616,8 +639,9 @@ class RemoteRoot:
                 self.enqueue(path)
 
 
-def truncate_torn_record(path: str) -> None:
-    """Cut an event file after its last whole record (a process killed mid-write)."""
+def truncate_torn_record(path: str) -> bool:
+    """Cut an event file after its last whole record (a process killed mid-write); True if it
+    was cut."""
     import struct
 
     size = os.path.getsize(path)
@@ -632,6 +656,8 @@ def truncate_torn_record(path: str) -> None:
             pos = end
     if pos < size:
         os.truncate(path, pos)
+        return True
+    return False
 
 
 # -- the uploader thread ---------------------------------------------------------------------------
@@ -787,9 +813,11 @@ class _Uploader:
             self._start()
             self.wake()
         longest = max((r.upload_timeout for r in roots), default=0.0)
-        deadline = time.monotonic() + (longest if timeout is None else timeout)
+        deadline = time.monotonic() + (longest if timeout is None else min(timeout, longest))
         with self.cond:
-            while any(r.queue and r.error is None for r in roots):
+            # (Not again for a run whose uploads an earlier pass gave up on: exit would wait
+            # upload_timeout and 10 s more.)
+            while any(r.queue and r.error is None and not r.exit_reported for r in roots):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -857,7 +885,8 @@ def _finish_before_threads_end() -> None:
 
 
 def _finish_at_exit() -> None:
-    # Whatever daemon threads logged after the first pass; a short wait, then it stays spooled.
+    # Whatever daemon threads logged after the first pass; a short wait (upload_timeout, if
+    # shorter), then it stays spooled.
     _uploader.finish(10.0, final=True)
 
 

@@ -938,7 +938,8 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         """Wait for the add_hparams runs' files, which close as soon as they are written, and
         raise the first of their failures."""
         writers, self._hparams_writers = self._hparams_writers, []
-        self._close_all(writers, closing=False)
+        if writers:  # (else a remote run's uploads would be waited for twice by flush())
+            self._close_all(writers, closing=False)
 
     def _close_all(self, writers: List[FileWriter], closing: bool = True) -> None:
         """Close each writer, count its records as closed, and raise the first failure (a remote
