@@ -34,6 +34,10 @@ def bare_venv(path, wheel: str, *pins: str) -> str:
 
 @pytest.mark.slow
 def test_wheel_installs_and_logs_in_a_fresh_venv(tmp_path, wheel):
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as archive:  # the license goes with every copy (Apache-2.0, 4(a))
+        assert any(".dist-info/" in name and name.endswith("/LICENSE") for name in archive.namelist())
     py = bare_venv(tmp_path / "venv", wheel)
     logdir = str(tmp_path / "run")
     script = textwrap.dedent(f"""
