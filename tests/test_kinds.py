@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import accumulator, assert_same_runs, pil_decode, read_events, read_tree
+from conftest import accumulator, assert_same_runs, pil_decode, read_events, read_tree, run_child
 from every_kind import log_every_kind, onnx_model
 from tensorboard.compat.proto import event_pb2, graph_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -678,3 +678,27 @@ def test_bad_input_raises_what_torch_raises(tmp_path, call):
     assert str(ours)  # a message, naming what was wrong
     tags = [v.tag for e in read_events(str(tmp_path / "fasttb.writer")) for v in e.summary.value]
     assert tags == ["before"]  # kept
+
+
+def test_a_missing_optional_package_is_named_with_what_to_install(tmp_path):
+    # The stock writers raise a bare "No module named ..."; fasttb says what needed it.
+    result = run_child(f"""
+        import sys
+        for name in ("torch", "matplotlib", "pandas"):
+            sys.modules[name] = None
+        from fasttb import SummaryWriter
+        from fasttb.reader import SummaryReader
+        with SummaryWriter({str(tmp_path)!r}) as w:
+            w.add_scalar("s", 1.0, 0)
+            for call in (lambda: w.add_graph(object()), lambda: w.add_figure("f", object()),
+                         lambda: SummaryReader({str(tmp_path)!r}).scalars):
+                try:
+                    call()
+                except ModuleNotFoundError as exc:
+                    print(exc.name, "|", exc)
+    """)
+    assert result.stdout.splitlines() == [
+        "torch | add_graph needs torch (pip install torch)",
+        "matplotlib | add_figure needs matplotlib (pip install matplotlib)",
+        "pandas | a SummaryReader's DataFrame needs pandas (pip install pandas)",
+    ]

@@ -20,6 +20,19 @@ _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
 
+def require(module: str, what: str, package: str) -> Any:
+    """Import an optional dependency for ``what``, or raise ModuleNotFoundError saying which
+    package to install (the stock writers raise it bare)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module.split(".")[0]:
+            raise  # the package is there, and something it needs is not
+        raise ModuleNotFoundError(f"{what} needs {package} (pip install {package})", name=exc.name) from None
+
+
 class ArgumentTypeError(TypeError, NotImplementedError):
     """An argument of a type the writer cannot log (the stock writer raises NotImplementedError)."""
 

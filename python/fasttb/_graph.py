@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from google.protobuf.message import DecodeError
 
 from . import proto
+from ._convert import require
 
 _GET_ATTR = "prim::GetAttr"
 _CLASS_TYPE = "ClassType"
@@ -168,7 +169,7 @@ def traced_graph(model: Any, input_to_model: Any, verbose: bool = False,
                  use_strict_trace: bool = True) -> Tuple[Any, Any]:
     """(GraphDef, RunMetadata) of ``model`` traced in eval mode with ``input_to_model``, as the
     stock add_graph makes them. A failed trace prints its error and is raised."""
-    import torch
+    torch = require("torch", "add_graph", "torch")
 
     if not isinstance(model, (torch.nn.Module, torch.jit.ScriptFunction)):
         raise ModelTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")

@@ -25,7 +25,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._boxes import draw_boxes, resize
-from ._convert import ArgumentAttributeError, ArgumentValueTypeError, make_np
+from ._convert import ArgumentAttributeError, ArgumentValueTypeError, make_np, require
 
 __all__ = [
     "ImageFormatError",
@@ -281,6 +281,7 @@ def figure_to_chw_uint8(figure: Any, close: bool = True) -> np.ndarray:
     ``close`` is true. Log the result with :func:`image_to_hwc_uint8` (``"CHW"``) or
     :func:`images_to_hwc_uint8` (``"NCHW"``). Only a ``list`` counts as several figures.
     """
+    require("matplotlib", "add_figure", "matplotlib")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set,
 import numpy as np
 
 from . import _core
+from ._convert import require
 
 SCALARS, TENSORS, HISTOGRAMS, IMAGES, AUDIO, HPARAMS, TEXT = (
     "scalars", "tensors", "histograms", "images", "audio", "hparams", "text")
@@ -632,7 +633,7 @@ class SummaryReader:
         """All events of one type under ``log_path`` as a pandas DataFrame, sorted by tag and step
         (directory and file first when those columns are asked for), as tbparse returns it."""
         self._check_type(event_type)
-        import pandas as pd
+        pd = require("pandas", "a SummaryReader's DataFrame", "pandas")
 
         if event_type == SCALARS and not self._pivot:
             columns = self._scalar_columns()
