@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -95,7 +96,9 @@ def test_dataframes_equal_tbparse(logs, writer, pivot):
         ours = SummaryReader(logs[writer], pivot=pivot, extra_columns=extra, event_types=set(TYPES))
         for event_type in TYPES:
             expected = theirs.get_events(event_type)
-            got = ours.get_events(event_type)
+            with warnings.catch_warnings():  # (pandas 3.1 deprecated inplace=, and warned each read)
+                warnings.simplefilter("error")
+                got = ours.get_events(event_type)
             pd.testing.assert_frame_equal(got, expected, check_exact=True, obj=f"{event_type} {extra}")
         assert ours.get_tags() == theirs.get_tags()
         assert ours.tags == theirs.tags

@@ -933,13 +933,13 @@ def _tbparse_events(reader: SummaryReader, event_type: str, pd: Any) -> Any:
         group.append("tag")
     group.append("step")
     group = [c for c in group if c in stacked.columns]
-    stacked.sort_values(group, ignore_index=True, inplace=True)
+    stacked = stacked.sort_values(group, ignore_index=True)
     if not reader._pivot:
         return stacked
     if not group:
         group = [True] * len(stacked)
     merged = stacked.groupby(group, sort=False).aggregate(_merge)
-    merged.reset_index(inplace=True)
+    merged = merged.reset_index()
     middle = sorted(c for c in stacked.columns if c not in ("step", "wall_time", "dir_name", "file_name"))
     order = [c for c in ["step"] + middle + ["wall_time", "dir_name", "file_name"] if c in stacked.columns]
     return merged[order]
