@@ -938,7 +938,11 @@ def _tbparse_events(reader: SummaryReader, event_type: str, pd: Any) -> Any:
         return stacked
     if not group:
         group = [True] * len(stacked)
-    merged = stacked.groupby(group, sort=False).aggregate(_merge)
+    with warnings.catch_warnings():
+        # _merge returns a tag's only value as tbparse does, as the Series pandas 3.1 still
+        # unwraps but warns about (an array value could not be returned bare).
+        warnings.filterwarnings("ignore", message="Converting a Series or array of length 1")
+        merged = stacked.groupby(group, sort=False).aggregate(_merge)
     merged = merged.reset_index()
     middle = sorted(c for c in stacked.columns if c not in ("step", "wall_time", "dir_name", "file_name"))
     order = [c for c in ["step"] + middle + ["wall_time", "dir_name", "file_name"] if c in stacked.columns]
