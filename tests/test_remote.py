@@ -5,6 +5,7 @@ test_remote_s3.py."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -463,6 +464,94 @@ def test_exit_with_a_silent_store_waits_upload_timeout_once(spool):
     assert time.monotonic() - started < 8, "exit waited more than upload_timeout"
     assert result.stderr.count("were not all uploaded") == 1, result.stderr
     assert len(os.listdir(spool)) == 1
+
+
+class HangingFileSystem(MemoryFileSystem):
+    """memory:// whose uploads hang, neither answering nor failing, while ``hang`` is set."""
+
+    protocol = "hanging"
+    hang = threading.Event()
+    released = threading.Event()
+
+    def put_file(self, *args, **kwargs):
+        if type(self).hang.is_set():
+            type(self).released.wait()
+        return super().put_file(*args, **kwargs)
+
+
+fsspec.register_implementation("hanging", HangingFileSystem, clobber=True)
+
+
+@pytest.fixture
+def hanging():
+    HangingFileSystem.hang.set()
+    HangingFileSystem.released.clear()
+    yield HangingFileSystem
+    HangingFileSystem.hang.clear()
+    HangingFileSystem.released.set()
+
+
+def test_segments_end_and_the_spool_stays_bounded_while_an_upload_hangs(spool, monkeypatch, hanging):
+    # The upload thread also ended segments by size and age: while one upload hung, the file
+    # grew without end and FASTTB_SPOOL_LIMIT never applied.
+    monkeypatch.setenv("FASTTB_SEGMENT_BYTES", "4K")
+    monkeypatch.setenv("FASTTB_SPOOL_LIMIT", "128K")
+    w = SummaryWriter(fresh_url("hanging"), upload_timeout=1)
+    failure = None
+    deadline = time.monotonic() + 60
+    step = 0
+    while failure is None and time.monotonic() < deadline:
+        try:
+            w.add_text("t", "x" * 500, step)
+            step += 1
+        except OSError as exc:
+            failure = exc
+        time.sleep(0.01)  # (50 KB/s: a few segments between two of the thread's looks)
+    segments = [n for _, _, names in os.walk(spool) for n in names if "tfevents" in n]
+    assert failure is not None and failure.errno == errno.ENOSPC, failure
+    assert len(segments) > 4 and step < 1000
+    hanging.released.set()
+    with pytest.raises(OSError):
+        w.close()
+
+
+def test_the_upload_command_gives_up_on_a_hung_upload_in_time(tmp_path, spool):
+    url = fresh_url("hanging")
+    result = run_child(f"""
+        import os, signal
+        import fsspec
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        class Hanging(MemoryFileSystem):  # (here it does not hang)
+            protocol = "hanging"
+
+        fsspec.register_implementation("hanging", Hanging, clobber=True)
+        from fasttb import SummaryWriter
+        w = SummaryWriter({url!r})
+        for i in range(100):
+            w.add_scalar("loss", float(i), i)
+        w._get_file_writer()._core.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    """, env={"FASTTB_SPOOL": spool}, check=False)
+    assert result.returncode < 0
+    # The command, where the store hangs (in a child: before, it waited for as long as that).
+    result = run_child("""
+        import threading
+        import fsspec
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        class Hanging(MemoryFileSystem):
+            protocol = "hanging"
+
+            def put_file(self, *args, **kwargs):
+                threading.Event().wait()
+
+        fsspec.register_implementation("hanging", Hanging, clobber=True)
+        from fasttb import _remote
+        print(_remote.upload_spools([], None, 1, print))
+    """, env={"FASTTB_SPOOL": spool}, timeout=30)
+    *lines, status = result.stdout.splitlines()
+    assert status == "1" and "not uploaded" in lines[-1] and "within 1 s" in lines[-1], lines
 
 
 def test_close_waits_for_the_uploads_then_raises(spool):

@@ -23,7 +23,9 @@ flush. fasttb cuts the event stream into segments instead and uploads each once:
   takes the GIL) uploads each completed file once, with ``put_file`` to its final key, in order
   per writer folder, then deletes it locally. The caller never waits for the network except in
   ``flush()`` and ``close()``, which wait for their uploads. The thread also checks each open
-  remote file four times a second for the size and age limits (a few microseconds each).
+  remote file four times a second for the size and age limits (a few microseconds each), also
+  while an upload is under way: each ``put_file`` runs on a short-lived thread of its own, so
+  that a store that neither answers nor fails (s3fs waits for minutes) holds only that one.
 * **Faults.** An upload that fails with anything but a permanent error is retried, with
   exponential backoff from 0.5 s to 30 s, for as long as it takes: the files wait on local disk,
   up to ``FASTTB_SPOOL_LIMIT`` (4 GiB by default) waiting per process; past that the writer fails
@@ -639,6 +641,38 @@ class RemoteRoot:
                 self.enqueue(path)
 
 
+def upload_aside(root: RemoteRoot, timeout: float, meanwhile: Optional[Callable[[], None]] = None) -> bool:
+    """``root.upload_next()`` on a thread of its own, waited for at most ``timeout`` seconds,
+    calling ``meanwhile`` every TICK_SECS: a store that neither answers nor fails (s3fs waits
+    for minutes) holds that thread, not the caller. False if it has not returned by then; it
+    then goes on alone (a daemon thread), and the file stays first in the queue."""
+    failure: List[BaseException] = []
+
+    def put() -> None:
+        try:
+            root.upload_next()
+        except BaseException as exc:  # raised below, on the thread that waits
+            failure.append(exc)
+
+    thread = threading.Thread(target=put, name="fasttb-put", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while True:
+        thread.join(max(0.0, min(TICK_SECS, deadline - time.monotonic())))
+        if not thread.is_alive():
+            break
+        if time.monotonic() >= deadline:
+            return False
+        if meanwhile is not None:
+            try:
+                meanwhile()
+            except Exception as exc:  # (not raised: the caller would start this upload again)
+                print(f"fasttb: upload thread: {_describe(exc)}", file=sys.stderr)
+    if failure:
+        raise failure[0]
+    return True
+
+
 def truncate_torn_record(path: str) -> bool:
     """Cut an event file after its last whole record (a process killed mid-write); True if it
     was cut."""
@@ -737,9 +771,6 @@ class _Uploader:
             if os.getpid() != pid:
                 return
             try:
-                if not self.terminating and _core.termination_pending():
-                    self.terminating = True
-                    self._end_segments(self.own_roots())
                 self._tick(roots)
                 if self.terminating and not self.terminated:
                     self._terminate_when_uploaded()
@@ -755,18 +786,28 @@ class _Uploader:
         if self.adopt:
             self.adopt = False
             adopt_orphans(self)
+        self._look(roots)
+        for root in roots:
+            while root.queue and root.error is None and root.next_try <= time.monotonic():
+                upload_aside(root, float("inf"), lambda: self._look(roots))
+            if root.adopted and (root.error is not None or not root.queue):
+                self._let_go(root)
+            elif root.settling and not root.queue and root.error is None and root.remove_spool_if_done():
+                root.settling = False
+
+    def _look(self, roots: List[RemoteRoot]) -> None:
+        """The part of a tick that never waits for the network, done during uploads too: a
+        SIGTERM to act on, files dropped without close() to settle, segments to end by size
+        and age (while a store that neither answers nor fails holds an upload, the spool's
+        bound must still apply)."""
+        if not self.terminating and _core.termination_pending():
+            self.terminating = True
+            self._end_segments(self.own_roots())
         now = time.monotonic()
         for root in roots:
             root.settle_dropped()
             for writer in root.writers:
                 writer._remote_tick(now)
-        for root in roots:
-            while root.queue and root.error is None and root.next_try <= time.monotonic():
-                root.upload_next()
-            if root.adopted and (root.error is not None or not root.queue):
-                self._let_go(root)
-            elif root.settling and not root.queue and root.error is None and root.remove_spool_if_done():
-                root.settling = False
 
     def _let_go(self, root: RemoteRoot) -> None:
         """An adopted spool is done with: removed when uploaded, reported and left otherwise."""
@@ -993,7 +1034,8 @@ def upload_spools(spools: List[str], storage_options: Optional[Dict[str, Any]], 
             if delay > 0:
                 time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
                 continue
-            root.upload_next()
+            if not upload_aside(root, max(deadline - time.monotonic(), 0.0)):
+                break  # (a hung upload: the CLI ends, and the thread sending it with it)
         if root.error is not None:
             log(f"{spool}: {root.error}")
             status = 1
