@@ -209,6 +209,15 @@ def assert_same_runs(theirs: str, ours: str) -> None:
             assert x == y, name
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _spool_of_the_tests(tmp_path_factory):
+    """Remote runs of any test (and of the children it starts) spool under the session's
+    temporary folder, never in this user's own spool, which the next real run would adopt."""
+    if "FASTTB_SPOOL" not in os.environ:
+        os.environ["FASTTB_SPOOL"] = str(tmp_path_factory.mktemp("spool"))
+    yield
+
+
 def pytest_sessionfinish(session):
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # a pytest-xdist worker: the controller reports the sum
