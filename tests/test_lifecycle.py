@@ -157,6 +157,53 @@ def test_sigterm_keeps_what_was_logged_and_still_ends_the_process(tmp_path):
     assert events[-1].summary.value[0].HasField("image")
 
 
+def test_a_child_forked_while_sigterm_drains_is_not_terminated_with_its_parent(tmp_path):
+    # The SIGTERM the parent drains is not its child's: the child kept the mark, dropped all it
+    # logged and, at its exit, waited for good for a watcher that only the parent has.
+    pid_file = str(tmp_path / "child.pid")
+    result = run_child(f"""
+        import os, signal, sys, time
+        import fasttb
+        w = fasttb.SummaryWriter({str(tmp_path / "parent")!r})
+        w.add_scalar("x", 1.0, 0)
+        w.flush()
+        os.kill(os.getpid(), signal.SIGTERM)
+        if os.fork() == 0:
+            quiet = os.open(os.devnull, os.O_WRONLY)  # (a child that hangs holds no pipe of the test's)
+            os.dup2(quiet, 1)
+            os.dup2(quiet, 2)
+            with fasttb.SummaryWriter({str(tmp_path / "child")!r}) as c:
+                for i in range(100):
+                    c.add_scalar("y", float(i), i)
+            with open({pid_file!r} + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.rename({pid_file!r} + ".tmp", {pid_file!r})
+            sys.exit(0)
+        time.sleep(30)
+    """, check=False)
+    assert result.returncode == -signal.SIGTERM
+    deadline = time.monotonic() + 30
+    while not os.path.exists(pid_file) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with open(pid_file) as f:
+        pid = int(f.read())
+
+    def running() -> bool:  # (an orphan's zombie may wait for a reaper that never comes)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = running()
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "the child did not exit"
+    assert [e.step for e in read_events(str(tmp_path / "child")) if e.summary.value] == list(range(100))
+
+
 def test_sigterm_handlers_of_the_program_come_first(tmp_path):
     # A handler installed by the program (before or after fasttb's) decides what SIGTERM does.
     result = run_child(f"""

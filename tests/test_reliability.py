@@ -181,6 +181,26 @@ def test_removed_directory_is_reported(tmp_path):
     assert [e.value for e in accumulator(logdir).Scalars("x")] == [4.0]
 
 
+def test_a_directory_removed_after_everything_was_written_is_no_loss(tmp_path):
+    # `with tempfile.TemporaryDirectory() as d:` around a run that flushed everything: the files
+    # went with the directory, by the program's doing, and close() raised "event file was
+    # removed" (exit reported records "lost"). Torch's writer says nothing either.
+    logdir = str(tmp_path / "gone")
+    w = SummaryWriter(logdir)
+    w.add_scalar("x", 1.0, 1)
+    w.flush()
+    shutil.rmtree(logdir)
+    w.close()
+    result = run_python(f"""
+        import shutil, fasttb
+        w = fasttb.SummaryWriter({logdir!r})
+        w.add_scalar("x", 1.0, 1)
+        w.flush()
+        shutil.rmtree({logdir!r})
+        """)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def event_file_descriptors() -> list:
     paths = []

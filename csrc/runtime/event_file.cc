@@ -264,11 +264,19 @@ void EventFile::write_out(double now) {
 void EventFile::check_name(double now) {
     last_name_check_ = now;
     struct stat st;
+    bool named = true;
     if (fd_ >= 0) {
-        if (::fstat(fd_, &st) == 0 && st.st_nlink == 0) fail(ENOENT, "event file was removed", false, now);
+        named = ::fstat(fd_, &st) != 0 || st.st_nlink != 0;
     } else if (parked_) {
-        if (::stat(disk_path().c_str(), &st) != 0 || !same_file(st))
-            fail(ENOENT, "event file was removed", false, now);
+        named = ::stat(disk_path().c_str(), &st) == 0 && same_file(st);
+    }
+    if (named) {
+        size_at_name_check_ = size_;
+    } else if (size_ > size_at_name_check_) {
+        // Records written since the file last had its name may have gone to no file at all.
+        // None since: what it holds went with its name, the remover's doing, and the next
+        // record written makes it fail.
+        fail(ENOENT, "event file was removed", false, now);
     }
 }
 
@@ -293,7 +301,7 @@ void EventFile::rotate(std::string next_path, bool with_source, double now) {
             return;
         }
     }
-    size_ = 0;
+    size_ = size_at_name_check_ = 0;
     next_path_ = std::move(next_path);
     next_with_source_ = with_source;
     awaiting_segment_ = true;

@@ -121,6 +121,7 @@ private:
     double flush_secs_;
     double last_write_ = 0;
     double last_name_check_ = 0;
+    uint64_t size_at_name_check_ = 0;  // size_ when the file last had its name
     uint64_t pending_records_ = 0;
     uint64_t size_ = 0;  // bytes of complete records on disk (the file is created empty)
     std::string buffer_;

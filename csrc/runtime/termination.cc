@@ -158,4 +158,9 @@ void expect_termination_uploads(long wait_ms) {
 
 void termination_uploads_done() { g_uploads_done.store(true, std::memory_order_release); }
 
+void termination_forget_in_child() {
+    g_terminating.store(false, std::memory_order_release);
+    g_uploads_done.store(false, std::memory_order_release);
+}
+
 }  // namespace fasttb

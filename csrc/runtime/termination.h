@@ -22,4 +22,8 @@ bool termination_pending();
 void expect_termination_uploads(long wait_ms);
 void termination_uploads_done();
 
+// After fork(), in the child: a SIGTERM the parent is draining is not the child's (it would
+// drop the child's records and hold its exit for a watcher that is not there).
+void termination_forget_in_child();
+
 }  // namespace fasttb
