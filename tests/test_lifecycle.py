@@ -204,6 +204,43 @@ def test_a_child_forked_while_sigterm_drains_is_not_terminated_with_its_parent(t
     assert [e.step for e in read_events(str(tmp_path / "child")) if e.summary.value] == list(range(100))
 
 
+@pytest.mark.parametrize("call", ["flush", "add_histogram"])
+def test_atexit_handlers_registered_before_fasttb_can_still_wait_for_its_threads(tmp_path, call):
+    # fasttb's exit handshake parks the threads that come back into fasttb from then on. It
+    # was registered when fasttb loaded, so the handlers registered before (logging.shutdown,
+    # a library's cleanup) ran after it and hung joining a daemon thread parked in flush().
+    # It is registered at interpreter start now (fasttb-patch.pth), and runs after them all.
+    result = run_child(f"""
+        import atexit, threading, time
+        stop = threading.Event()
+
+        def shutdown():
+            stop.set()
+            thread.join()
+            print("joined")
+
+        atexit.register(shutdown)
+        import numpy as np
+        from fasttb import SummaryWriter
+        w = SummaryWriter({str(tmp_path)!r})
+        weights = np.random.default_rng(0).random(1_000_000)  # (8 MB: copied without the GIL)
+
+        def monitor():
+            i = 0
+            while not stop.is_set():
+                w.add_scalar("x", float(i), i)
+                w.flush() if {call!r} == "flush" else w.add_histogram("w", weights, i)
+                i += 1
+
+        thread = threading.Thread(target=monitor, daemon=True)
+        thread.start()
+        time.sleep(0.3)
+    """, timeout=60)
+    assert result.stdout == "joined\n"
+    steps = [e.step for e in read_events(str(tmp_path)) if e.summary.value and e.summary.value[0].tag == "x"]
+    assert steps == list(range(len(steps))) and steps
+
+
 def test_sigterm_handlers_of_the_program_come_first(tmp_path):
     # A handler installed by the program (before or after fasttb's) decides what SIGTERM does.
     result = run_child(f"""

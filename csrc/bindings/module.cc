@@ -658,8 +658,10 @@ void register_engine(py::module_& m) {
           "The upload thread has uploaded what it could after a SIGTERM: the process may end.");
     fasttb::install_exit_handshake_fork_handlers();
     m.def("_exit_hook", &fasttb::begin_interpreter_exit,
-          "Registered with atexit when the module loads: see python_interop.h.");
-    py::module_::import("atexit").attr("register")(m.attr("_exit_hook"));
+          "Registered with atexit at interpreter start (_fasttb_exit.py), else when the module "
+          "loads: see python_interop.h.");
+    if (!py::module_::import("sys").attr("modules").contains("_fasttb_exit"))
+        py::module_::import("atexit").attr("register")(m.attr("_exit_hook"));
 }
 
 }  // namespace

@@ -29,6 +29,8 @@ private:
 
 // fasttb._core's atexit hook: marks the interpreter as exiting, then lets the threads that are
 // already taking the GIL back have it, so that none is caught in the shutdown. GIL held.
+// Registered at interpreter start by _fasttb_exit.py (fasttb-patch.pth), so that it runs after
+// every other atexit handler; by the module itself where that did not run (python -S).
 void begin_interpreter_exit();
 // Keeps the exit handshake true across fork(); once, when the module loads.
 void install_exit_handshake_fork_handlers();
