@@ -241,6 +241,22 @@ def test_atexit_handlers_registered_before_fasttb_can_still_wait_for_its_threads
     assert steps == list(range(len(steps))) and steps
 
 
+def test_what_atexit_handlers_registered_before_fasttb_log_is_kept(tmp_path):
+    # They run after fasttb's own exit flush: their records stayed in the queue.
+    # (Images, which the worker takes a while to encode: exit came before it was done.)
+    run_child(f"""
+        import atexit
+        import numpy as np
+        noise = np.random.default_rng(0).integers(0, 256, (3, 1024, 1024), dtype=np.uint8)
+        atexit.register(lambda: [w.add_image("late", noise, i) for i in range(20)])
+        import fasttb
+        w = fasttb.SummaryWriter({str(tmp_path)!r})
+        w.add_scalar("early", 1.0, 0)
+    """)
+    tags = [e.summary.value[0].tag for e in read_events(str(tmp_path)) if e.summary.value]
+    assert tags == ["early"] + ["late"] * 20
+
+
 def test_sigterm_handlers_of_the_program_come_first(tmp_path):
     # A handler installed by the program (before or after fasttb's) decides what SIGTERM does.
     result = run_child(f"""
