@@ -453,18 +453,12 @@ class SummaryWriter(_Base):
     # -- file writers ----------------------------------------------------------------------------
 
     def _get_file_writer(self) -> Any:
-        """The main file writer (a dummy with ``write_to_disk=False``), opened again after
-        ``close()`` with the purge markers, as tensorboardX does."""
-        current = self.file_writer  # read once: a close() on another thread may clear it
-        if self.all_writers is not None and current is not None:
-            return current
-        with _writer._reopen_lock:  # one new file, however many threads log after close()
-            current = self.file_writer
-            if self.all_writers is not None and current is not None:
-                return current
-            return self._open_file_writer()
+        """fasttb.SummaryWriter's, typed as this dialect's file writers (or the dummy)."""
+        return super()._get_file_writer()
 
     def _open_file_writer(self) -> Any:
+        """The main file writer (a dummy with ``write_to_disk=False``), opened again after
+        ``close()`` with the purge markers, as tensorboardX does."""
         if not self._write_to_disk:
             dummy = _DummyFileWriter(self.log_dir)
             self.file_writer = dummy  # type: ignore[assignment]

@@ -582,18 +582,24 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         """The main file writer, created again if the writer was closed. (Attributes are read
         once: a close() on another thread may clear them between two reads.)"""
         writer = self.file_writer
-        if self.all_writers is None or writer is None:
-            with _reopen_lock:
-                writer = self.file_writer
-                if self.all_writers is None or writer is None:  # (not made by another thread meanwhile)
-                    writer = self._new_file_writer(self.log_dir)
-                    core = writer._ready()
-                    if self.purge_step is not None:
-                        core.push_purge_markers(to_step(self.purge_step, "purge_step"), time.time(), time.time())
-                        self.purge_step = None
-                    self.file_writer = writer
-                    self.all_writers = {writer.get_logdir(): writer}
-                    _core.set_scalar_target(self, core)
+        if self.all_writers is not None and writer is not None:
+            return writer
+        with _reopen_lock:  # one new file, however many threads log after close()
+            writer = self.file_writer
+            if self.all_writers is not None and writer is not None:  # made by another thread meanwhile
+                return writer
+            return self._open_file_writer()
+
+    def _open_file_writer(self) -> FileWriter:
+        """Open the main file (with the purge markers, the first time) and make it current."""
+        writer = self._new_file_writer(self.log_dir)
+        core = writer._ready()
+        if self.purge_step is not None:
+            core.push_purge_markers(to_step(self.purge_step, "purge_step"), time.time(), time.time())
+            self.purge_step = None
+        self.file_writer = writer
+        self.all_writers = {writer.get_logdir(): writer}
+        _core.set_scalar_target(self, core)
         return writer
 
     def _main(self) -> "_core.EventWriter":
