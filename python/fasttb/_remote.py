@@ -199,7 +199,7 @@ def _env_seconds(name: str, default: float) -> float:
 
 def _warn(message: str) -> None:
     """A RuntimeWarning that names the program's line: the first caller outside fasttb."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep + "fasttb" + os.sep
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     frame: Any = sys._getframe(0)
     level = 1  # warnings.warn's stacklevel of `frame`
     while frame is not None and frame.f_code.co_filename.startswith(package):
