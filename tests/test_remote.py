@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sys
+import textwrap
 import threading
 import time
 import uuid
@@ -62,6 +63,27 @@ def spool(tmp_path, monkeypatch):
 
 def fresh_url(protocol: str = "memory") -> str:
     return f"{protocol}://fasttb-{uuid.uuid4().hex[:12]}/run"
+
+
+def in_memory_store(protocol: str, code: str, hang: bool = True) -> str:
+    """Child-process code: ``protocol`` registered as memory:// whose uploads (``hang``) never
+    return, a store that neither answers nor fails; then ``code``."""
+    store = textwrap.dedent(f"""
+        import threading
+        import fsspec
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        class Store(MemoryFileSystem):
+            protocol = {protocol!r}
+
+            def put_file(self, *args, **kwargs):
+                if {hang!r}:
+                    threading.Event().wait()
+                return super().put_file(*args, **kwargs)
+
+        fsspec.register_implementation({protocol!r}, Store, clobber=True)
+    """)
+    return store + textwrap.dedent(code)
 
 
 def download(url: str, local: str) -> str:
@@ -444,23 +466,12 @@ def test_exit_with_a_silent_store_waits_upload_timeout_once(spool):
     # what daemon threads log after the first), even for a run the first pass gave up on.
     url = fresh_url("hung")
     started = time.monotonic()
-    result = run_child(f"""
-        import threading
-        import fsspec
-        from fsspec.implementations.memory import MemoryFileSystem
-
-        class Hung(MemoryFileSystem):
-            protocol = "hung"
-
-            def put_file(self, *args, **kwargs):
-                threading.Event().wait()
-
-        fsspec.register_implementation("hung", Hung, clobber=True)
+    result = run_child(in_memory_store("hung", f"""
         from fasttb import SummaryWriter
         w = SummaryWriter({url!r}, upload_timeout=1)
         for i in range(100):
             w.add_scalar("loss", float(i), i)
-    """, env={"FASTTB_SPOOL": spool}, timeout=60)
+    """), env={"FASTTB_SPOOL": spool}, timeout=60)
     assert time.monotonic() - started < 8, "exit waited more than upload_timeout"
     assert result.stderr.count("were not all uploaded") == 1, result.stderr
     assert len(os.listdir(spool)) == 1
@@ -517,39 +528,21 @@ def test_segments_end_and_the_spool_stays_bounded_while_an_upload_hangs(spool, m
 
 def test_the_upload_command_gives_up_on_a_hung_upload_in_time(tmp_path, spool):
     url = fresh_url("hanging")
-    result = run_child(f"""
+    result = run_child(in_memory_store("hanging", f"""
         import os, signal
-        import fsspec
-        from fsspec.implementations.memory import MemoryFileSystem
-
-        class Hanging(MemoryFileSystem):  # (here it does not hang)
-            protocol = "hanging"
-
-        fsspec.register_implementation("hanging", Hanging, clobber=True)
         from fasttb import SummaryWriter
         w = SummaryWriter({url!r})
         for i in range(100):
             w.add_scalar("loss", float(i), i)
         w._get_file_writer()._core.flush()
         os.kill(os.getpid(), signal.SIGKILL)
-    """, env={"FASTTB_SPOOL": spool}, check=False)
+    """, hang=False), env={"FASTTB_SPOOL": spool}, check=False)
     assert result.returncode < 0
     # The command, where the store hangs (in a child: before, it waited for as long as that).
-    result = run_child("""
-        import threading
-        import fsspec
-        from fsspec.implementations.memory import MemoryFileSystem
-
-        class Hanging(MemoryFileSystem):
-            protocol = "hanging"
-
-            def put_file(self, *args, **kwargs):
-                threading.Event().wait()
-
-        fsspec.register_implementation("hanging", Hanging, clobber=True)
+    result = run_child(in_memory_store("hanging", """
         from fasttb import _remote
         print(_remote.upload_spools([], None, 1, print))
-    """, env={"FASTTB_SPOOL": spool}, timeout=30)
+    """), env={"FASTTB_SPOOL": spool}, timeout=30)
     *lines, status = result.stdout.splitlines()
     assert status == "1" and "not uploaded" in lines[-1] and "within 1 s" in lines[-1], lines
 
@@ -672,18 +665,8 @@ def test_sigterm_with_a_hung_store_ends_the_process_and_keeps_the_spool(spool):
     # The upload thread cannot finish: the process still ends by the signal, once
     # FASTTB_TERM_UPLOAD_SECONDS have passed, and what was logged waits in the spool.
     url = fresh_url("hung")
-    result = run_child(f"""
-        import os, signal, threading, time
-        import fsspec
-        from fsspec.implementations.memory import MemoryFileSystem
-
-        class Hung(MemoryFileSystem):
-            protocol = "hung"
-
-            def put_file(self, *args, **kwargs):
-                threading.Event().wait()
-
-        fsspec.register_implementation("hung", Hung, clobber=True)
+    result = run_child(in_memory_store("hung", f"""
+        import os, signal, time
         from fasttb import SummaryWriter
         w = SummaryWriter({url!r})
         for i in range(300):
@@ -691,7 +674,7 @@ def test_sigterm_with_a_hung_store_ends_the_process_and_keeps_the_spool(spool):
         os.kill(os.getpid(), signal.SIGTERM)
         while True:
             time.sleep(0.01)
-    """, env={"FASTTB_SPOOL": spool, "FASTTB_TERM_UPLOAD_SECONDS": "1"}, timeout=60, check=False)
+    """), env={"FASTTB_SPOOL": spool, "FASTTB_TERM_UPLOAD_SECONDS": "1"}, timeout=60, check=False)
     assert result.returncode == -signal.SIGTERM, result.stderr
     (left,) = os.listdir(spool)
     from fasttb import _remote
