@@ -257,6 +257,31 @@ def test_what_atexit_handlers_registered_before_fasttb_log_is_kept(tmp_path):
     assert tags == ["early"] + ["late"] * 20
 
 
+def test_what_the_interpreter_teardown_logs_is_kept(tmp_path):
+    # A __del__ that logs runs during Py_Finalize, after every atexit handler; its writer is never
+    # freed (no close() on the way out). The record stayed in the queue unless the worker happened
+    # to wake before the process ended: 5 of 10 runs lost it. The core's own C-level exit handler
+    # writes it. Six runs, as a loss was a matter of timing.
+    code = """
+        import ctypes, sys
+        import fasttb
+        class LastWords:
+            def __init__(self, w):
+                self.w = w
+            def __del__(self):
+                self.w.add_scalar("last", 7.0, 99)
+        w = fasttb.SummaryWriter(sys.argv[1])
+        w.add_scalar("first", 1.0, 0)
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(w))  # never freed, so never closed
+        keeper = LastWords(w)
+    """
+    for i in range(6):
+        run = str(tmp_path / str(i))
+        subprocess.run([sys.executable, "-c", textwrap.dedent(code), run], check=True, timeout=60)
+        tags = [e.summary.value[0].tag for e in read_events(run) if e.summary.value]
+        assert tags == ["first", "last"], f"run {i}"
+
+
 def test_sigterm_handlers_of_the_program_come_first(tmp_path):
     # A handler installed by the program (before or after fasttb's) decides what SIGTERM does.
     result = run_child(f"""

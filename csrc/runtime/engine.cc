@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
@@ -16,6 +17,7 @@
 #include <new>
 #include <pthread.h>
 #include <system_error>
+#include <thread>
 #include <time.h>
 
 #include "runtime/event_file.h"
@@ -28,6 +30,11 @@ constexpr size_t kDefaultLimit = size_t(256) << 20;
 constexpr auto kMinNap = std::chrono::microseconds(1000);
 constexpr auto kDefaultMaxNap = std::chrono::microseconds(20000);
 constexpr size_t kWakeBytes = size_t(8) << 20;  // a producer wakes a napping worker past this
+// At exit, after every Python thread has stopped: how long the worker may take to write what was
+// logged after the atexit flush (by daemon threads, or by __del__ during teardown), and how long
+// it may take after that to reach the end of the record it is on.
+constexpr auto kExitDrain = std::chrono::milliseconds(5000);
+constexpr auto kHaltWait = std::chrono::milliseconds(2000);
 
 std::atomic<Engine*> g_engine{nullptr};
 std::atomic<uint64_t> g_generation{0};
@@ -42,6 +49,12 @@ void after_fork_in_child() {
     EventFile::close_inherited();
     termination_forget_in_child();  // the parent's SIGTERM ends the parent, not this child
     g_start_lock.clear();
+}
+
+// Registered with atexit() when the first engine starts, so it runs after Py_Finalize: no Python
+// thread logs any more, and what the teardown logged is queued.
+void halt_at_exit() {
+    if (Engine* e = Engine::current()) e->halt(kExitDrain);
 }
 
 struct StartLock {
@@ -106,7 +119,9 @@ Engine* Engine::start(Status* status) {
     StartLock lock;
     if (Engine* e = g_engine.load(std::memory_order_acquire)) return e;
     static const int registered = pthread_atfork(nullptr, nullptr, after_fork_in_child);
+    static const int at_exit = std::atexit(halt_at_exit);
     (void)registered;
+    (void)at_exit;
     size_t limit = kDefaultLimit;
     if (const char* env = std::getenv("FASTTB_QUEUE_BYTES"); env && !parse_size(env, &limit)) {
         *status = Status::value_error(std::string("FASTTB_QUEUE_BYTES: expected a size in bytes such as "
@@ -312,6 +327,20 @@ void Engine::set_paused(bool paused) {
     woken_ = true;
     wake_cv_.notify_one();
     if (paused) parked_cv_.wait(lock, [this] { return parked_ || !paused_; });
+}
+
+void Engine::halt(std::chrono::milliseconds drain_for) {
+    using Clock = std::chrono::steady_clock;
+    const uint64_t ticket = request_drain();
+    wake();
+    const auto drain_deadline = Clock::now() + drain_for;
+    while (drained() < ticket && Clock::now() < drain_deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::unique_lock<std::mutex> lock(mutex_);
+    halting_.store(true, std::memory_order_relaxed);
+    paused_ = true;
+    woken_ = true;
+    wake_cv_.notify_one();
+    parked_cv_.wait_for(lock, kHaltWait, [this] { return parked_; });
 }
 
 }  // namespace fasttb

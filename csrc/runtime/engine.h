@@ -91,6 +91,13 @@ public:
     // waiting for a hold to be filled).
     void set_paused(bool paused);
 
+    // The end of the process (exit(), or the SIGTERM watcher just before it raises the signal
+    // again): has the worker write what is queued, waiting at most `drain_for`, then stops it for
+    // good between two records and returns once it has stopped (or after 2 s more, if it is stuck
+    // in a write to a hung file system). A process that ended during a write left its last record
+    // torn, when other threads were still logging. Nothing queued after it is written.
+    void halt(std::chrono::milliseconds drain_for);
+
 private:
     Engine(size_t limit, std::chrono::microseconds max_nap);
     bool start_thread(int* err);
@@ -125,6 +132,7 @@ private:
     std::atomic<uint64_t> processed_{0};
     std::atomic<uint64_t> drain_requests_{0};
     std::atomic<uint64_t> drained_{0};
+    std::atomic<bool> halting_{false};  // halt(): the worker takes nothing more from the queue
 
     // The line of producers waiting for room, first come first served: each waits on its own
     // stack node, linked here.

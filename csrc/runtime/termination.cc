@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <ctime>
@@ -77,6 +78,9 @@ void restore_default_action(int sig) {
 [[noreturn]] void drain_and_end(int sig) {
     wait_for_drain();
     wait_for_uploads();
+    // Threads may still be logging: the worker stops between two records, so that the signal
+    // does not end the process in the middle of a write.
+    if (Engine* engine = Engine::current()) engine->halt(std::chrono::milliseconds(0));
     restore_default_action(sig);
     sigset_t only;
     sigemptyset(&only);

@@ -72,7 +72,10 @@ void Engine::run() {
 
 void Engine::drain_once(uint64_t* handled) {
     size_t freed = 0;
-    while (QueueNode* node = queue_.pop()) {
+    // (Once halting, not one more item: see halt().)
+    while (!halting_.load(std::memory_order_relaxed)) {
+        QueueNode* node = queue_.pop();
+        if (!node) break;
         Item* item = static_cast<Item*>(node);
         const size_t size = item->accounted;
         freed += size;
