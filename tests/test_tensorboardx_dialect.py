@@ -19,7 +19,7 @@ import pytest
 
 tensorboardX = pytest.importorskip("tensorboardX")
 
-from conftest import read_tree, run_child  # noqa: E402
+from conftest import assert_same_runs, read_tree, run_child  # noqa: E402
 from tbx_helpers import assert_same_tbx_runs, raised, run_both, same_records  # noqa: E402
 
 import fasttb  # noqa: E402
@@ -719,3 +719,26 @@ def test_values_numpy_holds_as_objects_are_refused_as_there(tmp_path, call):
         w.close()
     assert not any(e.summary.value for events in read_tree(str(tmp_path / "fasttb.tensorboardX")).values()
                    for e in events)
+
+
+def test_object_arrays_of_numbers_are_written_as_there(tmp_path):
+    # pandas' .values of a frame with mixed columns is an object array of floats and ints;
+    # tensorboardX writes it (the sum it checks for NaN is a number), fasttb's dialect refused it.
+    import tensorboardX
+
+    def objects(*values):
+        return np.array(list(values), dtype=object)
+
+    for writer in (tensorboardX.SummaryWriter, SummaryWriter):
+        with writer(str(tmp_path / writer.__module__)) as w:
+            w.add_scalar("s", objects(1.5), 1)
+            w.add_scalar("i", objects(3), 2)
+            w.add_scalars("m", {"a": objects(0.25), "b": objects(7)}, 1)
+            w.add_histogram("h", objects(1.0, 2, 3.5, -4), 1)
+            w.add_image("img", np.full((3, 2, 2), 0.5, dtype=object), 1)
+            w.add_images("imgs", np.full((2, 3, 2, 2), 0.25, dtype=object), 1)
+            w.add_pr_curve("pr", objects(1, 0, 1, 1), objects(0.2, 0.4, 0.9, 0.6), 1)
+            w.add_video("v", np.full((1, 2, 3, 4, 4), 0.5, dtype=object), 1)
+            w.add_mesh("mesh", vertices=np.full((1, 3, 3), 0.5, dtype=object))
+            w.add_hparams({"lr": 0.1}, {"acc": objects(0.5)}, name="hp")
+    assert_same_runs(str(tmp_path / "tensorboardX.writer"), str(tmp_path / "fasttb.tensorboardX"))

@@ -109,11 +109,19 @@ def _scalar_tag(tag: Any) -> str:
 def to_array(value: Any, argument: str = "value") -> np.ndarray:
     """A value as a numpy array by tensorboardX's rules: lists through ``np.array``, numpy arrays
     as they are, Python and numpy scalars as 0-d arrays, torch tensors copied to host memory, and
-    chainer, mxnet, jax and paddle arrays converted. Anything else (tuples included) raises, and
-    so do text, objects (Decimal, Fraction, ints past 64 bits, None) and dates: tensorboardX
-    looks for NaN in every array, which fails on them."""
+    chainer, mxnet, jax and paddle arrays converted. Anything else (tuples included) raises.
+    tensorboardX looks for NaN in every array, in the sum of its elements, so text and dates
+    raise, and so do object arrays unless that sum is a plain number: object arrays of floats and
+    ints (pandas' ``.values`` of mixed columns) are taken, as float64; Decimal, Fraction, None
+    and ints past 64 bits are not."""
     a = _to_array(value, argument)
-    if a.dtype.kind in "USVOMm":
+    if a.dtype.kind == "O":
+        try:
+            np.isnan(np.sum(a))
+            return a.astype(np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise TypeError(f"{argument}: expected numbers, got objects that are not plain numbers") from None
+    if a.dtype.kind in "USVMm":
         raise TypeError(f"{argument}: expected numbers, got {a.dtype} values")
     return a
 
