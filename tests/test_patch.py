@@ -164,6 +164,102 @@ def test_patched_class_keeps_its_signature_and_honours_later_assignments(tmp_pat
     assert tags("after") == [("x", 2)]
 
 
+@pytest.mark.parametrize("order", ["hooks first", "patch first"])
+def test_method_hooks_of_other_tools_are_honoured_whenever_they_came(tmp_path, order):
+    # neptune-tensorboard and SwanLab wrap SummaryWriter.add_scalar and friends on the class
+    # (functools.wraps, calling the original); wrappers put there before patch() were shadowed by
+    # fasttb's methods, and saw nothing.
+    result = run_child(f"""
+        import functools, json
+        import fasttb
+        if {order!r} == "patch first":
+            fasttb.patch()
+        from torch.utils.tensorboard import SummaryWriter
+        seen = []
+        def hook(original):
+            @functools.wraps(original)
+            def wrapper(self, *args, **kwargs):
+                seen.append((original.__name__, args[0]))
+                return original(self, *args, **kwargs)
+            return wrapper
+        SummaryWriter.add_scalar = hook(SummaryWriter.add_scalar)
+        SummaryWriter.add_hparams = hook(SummaryWriter.add_hparams)
+        fasttb.patch()
+        w = SummaryWriter({str(tmp_path)!r})
+        w.add_scalar("loss", 1.0, 0)
+        w.add_hparams({{"lr": 0.1}}, {{"m": 2.0}}, run_name="hp")
+        w.close()
+        print(json.dumps({{"fasttb": isinstance(w, fasttb.SummaryWriter), "seen": seen}}))
+    """)
+    report = _child_report(result)
+    assert report == {"fasttb": True, "seen": [["add_scalar", "loss"], ["add_hparams", {"lr": 0.1}],
+                                               ["add_scalar", "m"]]}
+    assert [v.tag for e in read_events(str(tmp_path)) for v in e.summary.value] == ["loss"]
+    assert [v.tag for e in read_events(str(tmp_path / "hp")) for v in e.summary.value][-1] == "m"
+
+
+HOOKS = {
+    # wandb.init(sync_tensorboard=True): a subclass of the module's EventFileWriter learns each
+    # log dir, to upload what is written there.
+    "wandb": """
+        import torch.utils.tensorboard.writer as module
+        class Notifying(module.EventFileWriter):
+            def __init__(self, logdir, *args, **kwargs):
+                seen.append(logdir)
+                super().__init__(logdir, *args, **kwargs)
+        module.EventFileWriter = Notifying
+    """,
+    # ClearML: FileWriter.add_event wrapped, to report every value.
+    "clearml": """
+        from torch.utils.tensorboard.writer import FileWriter
+        original = FileWriter.add_event
+        def add_event(self, event, *args, **kwargs):
+            seen.extend(v.tag for v in event.summary.value)
+            return original(self, event, *args, **kwargs)
+        FileWriter.add_event = add_event
+    """,
+    # SwanLab: the constructor wrapped.
+    "init": """
+        from torch.utils.tensorboard import SummaryWriter as Stock
+        original = Stock.__init__
+        def __init__(self, *args, **kwargs):
+            seen.append("init")
+            original(self, *args, **kwargs)
+        Stock.__init__ = __init__
+    """,
+}
+
+
+@pytest.mark.parametrize("tool", sorted(HOOKS))
+def test_hooks_on_what_the_stock_writer_builds_on_get_the_stock_writer(tmp_path, tool):
+    # A fasttb writer never calls these: wandb's sync and ClearML got nothing, with no word.
+    # Now the patched class makes the stock writer while such a hook is there, and says so once.
+    result = run_child(f"""
+        import json, warnings
+        import fasttb
+        fasttb.patch()
+        seen = []
+        {textwrap.indent(textwrap.dedent(HOOKS[tool]), " " * 8).strip()}
+        from torch.utils.tensorboard import SummaryWriter
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            writers = [SummaryWriter({str(tmp_path / "a")!r}), SummaryWriter({str(tmp_path / "b")!r})]
+        for w in writers:
+            w.add_scalar("loss", 1.0, 0)
+            w.close()
+        print(json.dumps({{"fasttb": [isinstance(w, fasttb.SummaryWriter) for w in writers],
+                          "warnings": [str(c.message) for c in caught], "seen": seen}}))
+    """)
+    report = _child_report(result)
+    assert report["fasttb"] == [False, False]
+    assert len(report["warnings"]) == 1 and "is the stock writer" in report["warnings"][0]
+    expected = {"wandb": [str(tmp_path / "a"), str(tmp_path / "b")], "clearml": ["loss", "loss"],
+                "init": ["init", "init"]}[tool]
+    assert report["seen"] == expected
+    for run in "ab":
+        assert [v.tag for e in read_events(str(tmp_path / run)) for v in e.summary.value] == ["loss"]
+
+
 def test_stock_methods_called_unbound_on_a_patched_writer(tmp_path):
     # SummaryWriter.add_scalars(w, ...) runs torch's own method, which puts torch's FileWriter
     # in all_writers; close() and stats() assumed every entry was fasttb's (AttributeError).

@@ -8,11 +8,15 @@ patch goes on the classes: ``__new__`` of ``torch.utils.tensorboard.SummaryWrite
 writer (first, so every method is fasttb's) and the stock class (so ``isinstance`` holds).
 
 Subclasses of the stock classes are left alone: their overrides may rely on the stock writer's
-internals. A method assigned to a stock class after the patch (a test's ``mock.patch.object``, a
-monkeypatched ``add_hparams``) is honoured by writers made from then on: they get a class that
-puts it before fasttb's. A stock module imported after ``patch()`` is patched as it is
-imported, by a finder on ``sys.meta_path``; ``patch()`` itself imports neither torch nor
-tensorboardX.
+internals. A method another tool put on a stock class, before the patch or after it (a test's
+``mock.patch.object``, neptune's or SwanLab's wrappers, a monkeypatched ``add_hparams``), is
+honoured by the writers made while it is there: they get a class that puts it before fasttb's.
+A hook that a fasttb writer could not honour, on the stock ``__init__`` or on what the stock
+writer builds on (its module's ``FileWriter`` and ``EventFileWriter``: wandb's
+``sync_tensorboard``, ClearML), makes the patched class construct the stock writer instead, with
+a warning, so that the tool still sees every record. A stock module imported after ``patch()``
+is patched as it is imported, by a finder on ``sys.meta_path``; ``patch()`` itself imports
+neither torch nor tensorboardX.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import inspect
 import os
 import sys
 import threading
+import warnings
 from types import ModuleType
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -32,6 +37,15 @@ _TARGETS: Dict[str, Tuple[str, str]] = {
     "torch.utils.tensorboard.writer": ("SummaryWriter", "fasttb.writer"),
     "tensorboardX.writer": ("SummaryWriter", "fasttb.tensorboardX"),
 }
+# What each stock writer builds on, by the name its module uses, and the module that defines it.
+_INTERNALS: Dict[str, Dict[str, str]] = {
+    "torch.utils.tensorboard.writer": {"FileWriter": "torch.utils.tensorboard.writer",
+                                       "EventFileWriter": "tensorboard.summary.writer.event_file_writer"},
+    "tensorboardX.writer": {"FileWriter": "tensorboardX.writer",
+                            "EventFileWriter": "tensorboardX.event_file_writer"},
+}
+_STDLIB = os.path.dirname(inspect.__file__)
+_warned: set = set()  # the hooks already warned about, by (where, id)
 
 _lock = threading.RLock()
 # Stock class -> the class its __new__ makes while patched. The __new__ installed on the stock
@@ -110,16 +124,17 @@ def _patch_module(module: ModuleType) -> None:
         # Otherwise the new class would inherit the stock class's patched __new__ below.
         "__new__": _allocate,
     })
+    stock_file = _file_of(module.__name__)
     at_patch = dict(vars(stock))
     overridden = {name for name in at_patch if not name.startswith("__") and
                   any(name in vars(c) for c in combined.__mro__[1:combined.__mro__.index(stock)])}
     made: Dict[Tuple[Tuple[str, int], ...], type] = {}  # the last class with assignments, by them
 
     def writer_class() -> type:
-        # What was assigned to the stock class since the patch, among the names fasttb's class
-        # defines (the others reach the stock class's anyway).
+        # What other code put on the stock class, among the names fasttb's class defines (the
+        # others reach the stock class's anyway): anything but the stock module's own definition.
         assigned = {name: value for name, value in vars(stock).items()
-                    if name in overridden and value is not at_patch[name]}
+                    if name in overridden and not _is_stock_definition(value, stock_file, at_patch.get(name))}
         if not assigned:
             return combined
         key = tuple(sorted((name, id(value)) for name, value in assigned.items()))
@@ -131,13 +146,74 @@ def _patch_module(module: ModuleType) -> None:
 
     def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
         if cls is stock and _finder is not None:
-            return allocate(writer_class())
+            hook = _unhonourable_hook(module, stock, stock_file)
+            if hook is None:
+                return allocate(writer_class())
+            _warn_once(hook, stock)
         return object.__new__(cls)
 
     # inspect.signature(stock) reads a __new__ of the class before its __init__.
     __new__.__signature__ = _signature(stock.__init__)  # type: ignore[attr-defined,misc]
     stock.__new__ = __new__  # type: ignore[assignment]
     _patched[stock] = combined
+
+
+def _file_of(module_name: str) -> str:
+    module = sys.modules.get(module_name)
+    return getattr(module, "__file__", None) or ""
+
+
+def _is_stock_definition(value: Any, filename: str, at_patch: Any = None) -> bool:
+    """Whether a class attribute is the stock module's own: a function written in `filename`,
+    bare or under a standard-library decorator (tensorboardX's ``contextmanager``), or else the
+    very object the class held at the patch. A wrapper another tool made (even with
+    ``functools.wraps``), a mock or any other object is not."""
+    function = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return value is at_patch and not callable(value)  # data the stock class defines
+    if code.co_filename == filename:
+        return True
+    inner = inspect.unwrap(function)
+    inner_code = getattr(inner, "__code__", None)
+    return (inner is not function and inner_code is not None and inner_code.co_filename == filename
+            and os.path.dirname(code.co_filename) == _STDLIB)
+
+
+def _unhonourable_hook(module: ModuleType, stock: type, stock_file: str) -> Optional[Tuple[str, Any]]:
+    """A hook that a fasttb writer would never call, as ``(where, hook)``; None if there is none.
+    A wrapped stock ``__init__`` would run the stock constructor; wandb's ``sync_tensorboard``
+    replaces the module's ``EventFileWriter`` to learn each log dir, ClearML wraps
+    ``FileWriter.add_event`` to see each record; fasttb's writer uses neither."""
+    init = vars(stock).get("__init__")
+    if init is not None and not _is_stock_definition(init, stock_file):
+        return f"{module.__name__}.{stock.__name__}.__init__", init
+    for name, home in _INTERNALS[module.__name__].items():
+        cls = getattr(module, name, None)
+        if not isinstance(cls, type):
+            continue
+        if cls.__module__ != home:
+            return f"{module.__name__}.{name}", cls
+        home_file = _file_of(home)
+        for attribute, value in vars(cls).items():
+            if callable(value) or isinstance(value, (property, staticmethod, classmethod)):
+                if not _is_stock_definition(value, home_file):
+                    return f"{module.__name__}.{name}.{attribute}", value
+    return None
+
+
+def _warn_once(hook: Tuple[str, Any], stock: type) -> None:
+    where, value = hook
+    key = (where, id(value))
+    with _lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    code = getattr(getattr(value, "__func__", value), "__code__", None)  # (wraps copies __module__)
+    by = code.co_filename if code is not None else getattr(value, "__module__", None) or type(value).__module__
+    warnings.warn(f"fasttb.patch(): {where} was replaced (by {by}); a fasttb writer would never call the "
+                  f"replacement, so this {stock.__qualname__} is the stock writer: slower, but seen by "
+                  f"whatever hooked it", RuntimeWarning, stacklevel=3)
 
 
 def _signature(function: Any) -> Optional[inspect.Signature]:
