@@ -168,7 +168,7 @@ def _is_stock_definition(value: Any, filename: str, at_patch: Any = None) -> boo
     bare or under a standard-library decorator (tensorboardX's ``contextmanager``), or else the
     very object the class held at the patch. A wrapper another tool made (even with
     ``functools.wraps``), a mock or any other object is not."""
-    function = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+    function: Any = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
     code = getattr(function, "__code__", None)
     if code is None:
         return value is at_patch and not callable(value)  # data the stock class defines
