@@ -373,7 +373,66 @@ def test_run_command_patches_the_interpreters_the_script_starts(tmp_path):
     assert result.stdout.strip() == "fasttb.writer"
 
 
-@pytest.mark.parametrize("value, patched", [("1", True), ("0", False), ("", False)])
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_patch_reaches_the_interpreters_the_program_starts_and_unpatch_takes_it_back(tmp_path, method):
+    # Only `fasttb run` set FASTTB_PATCH: a script that called fasttb.patch() itself got stock
+    # writers in its spawn and forkserver children (mp.spawn, Lightning's ddp_spawn).
+    script = _script(tmp_path, """
+        import multiprocessing as mp
+        import os
+        import sys
+
+        def child(queue):
+            from torch.utils.tensorboard import SummaryWriter
+            queue.put(SummaryWriter.__new__(SummaryWriter).__class__.__module__)
+
+        def start(context):
+            queue = context.Queue()
+            process = context.Process(target=child, args=(queue,))
+            process.start()
+            kind = queue.get(timeout=120)
+            process.join()
+            return kind
+
+        if __name__ == "__main__":
+            import fasttb
+            fasttb.patch()
+            print(start(mp.get_context(sys.argv[1])), os.environ.get("FASTTB_PATCH"))
+            fasttb.unpatch()
+            print(start(mp.get_context(sys.argv[1])), os.environ.get("FASTTB_PATCH"))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "FASTTB_PATCH"}
+    result = subprocess.run([sys.executable, script, method], env=env, timeout=240, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    patched, unpatched = result.stdout.split("\n")[:2]
+    assert patched == "fasttb.writer 1"
+    # (forkserver's children come from a server started while patched: they stay patched)
+    assert unpatched == ("torch.utils.tensorboard.writer None" if method == "spawn" else "fasttb.writer None")
+
+
+def test_installed_command_runs_modules_of_the_working_directory_and_linked_scripts(tmp_path):
+    # The `fasttb` command's sys.path[0] is its own folder: `fasttb run -m mymod` did not find a
+    # module that `python -m mymod` finds. A script reached through a symbolic link imports from
+    # the folder of its target, as under python; `fasttb run` looked beside the link.
+    command = os.path.join(os.path.dirname(sys.executable), "fasttb")
+    assert os.access(command, os.X_OK), "pip installs the fasttb command beside the interpreter"
+    (tmp_path / "mymod.py").write_text("print('module ran')\n")
+    result = subprocess.run([command, "run", "-m", "mymod"], cwd=str(tmp_path), timeout=60,
+                            capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (0, "module ran\n"), result.stderr
+    (tmp_path / "real").mkdir()
+    (tmp_path / "links").mkdir()
+    (tmp_path / "real" / "helper.py").write_text("WHERE = 'beside the target'\n")
+    (tmp_path / "real" / "train.py").write_text("import helper\nprint(helper.WHERE)\n")
+    os.symlink(str(tmp_path / "real" / "train.py"), str(tmp_path / "links" / "train.py"))
+    for prefix in ([sys.executable], [sys.executable, "-m", "fasttb", "run"], [command, "run"]):
+        result = subprocess.run(prefix + ["train.py"], cwd=str(tmp_path / "links"), timeout=60,
+                                capture_output=True, text=True)
+        assert (result.returncode, result.stdout) == (0, "beside the target\n"), (prefix, result.stderr)
+
+
+@pytest.mark.parametrize("value, patched", [("1", True), ("yes", True), ("0", False), ("", False),
+                                            ("false", False), (" Off ", False)])
 def test_environment_variable_patches_at_start(tmp_path, value, patched):
     # The wheel's fasttb-patch.pth reads FASTTB_PATCH at interpreter start: no fasttb import in
     # the script.

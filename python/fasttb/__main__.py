@@ -105,13 +105,15 @@ def run_patched(target: str, args: List[str], module: bool = False) -> int:
     import runpy
     import zipfile
 
-    from ._patch import ENV_VAR, patch
+    from ._patch import patch
 
-    patch()
-    os.environ[ENV_VAR] = "1"  # and in the interpreters the script starts (spawn, subprocess)
+    patch()  # (which sets FASTTB_PATCH=1 for the interpreters the script starts)
     sys.argv = [target, *args]
     try:
-        if module:  # sys.path[0] is the working directory already, as under python -m
+        if module:
+            # As under python -m: the working directory first (under the installed `fasttb`
+            # command, sys.path[0] was the command's own folder).
+            sys.path[0] = os.getcwd()
             try:
                 found = importlib.util.find_spec(target) is not None
             except ImportError:
@@ -124,11 +126,12 @@ def run_patched(target: str, args: List[str], module: bool = False) -> int:
             if not os.path.exists(target):
                 print(f"python -m fasttb run: can't open file {target!r}", file=sys.stderr)
                 return 2
-            # As under python script.py: __file__ absolute, and sys.path[0] the script's folder
-            # (or the folder or zip archive itself, which run_path puts there).
+            # As under python script.py: __file__ absolute, and sys.path[0] the folder of the
+            # script, symbolic links resolved (or the folder or zip archive itself, which
+            # run_path puts there).
             path = os.path.abspath(target)
             if os.path.isfile(path) and not zipfile.is_zipfile(path):
-                sys.path[0] = os.path.dirname(path)
+                sys.path[0] = os.path.dirname(os.path.realpath(path))
             else:
                 del sys.path[0]
             runpy.run_path(path, run_name="__main__")

@@ -56,6 +56,8 @@ _patched: Dict[type, type] = {}
 _finder: Optional["_Finder"] = None  # set while patched
 
 ENV_VAR = "FASTTB_PATCH"
+_OFF = ("", "0", "false", "no", "off")  # (fasttb-patch.pth has its own copy)
+_environment_before: Optional[str] = None  # FASTTB_PATCH before patch() set it
 
 
 def patch() -> None:
@@ -64,14 +66,18 @@ def patch() -> None:
 
     A writer made this way is an instance of the stock class as well as of fasttb's, so
     ``isinstance`` checks in frameworks keep passing; the tensorboardX class gets fasttb's
-    tensorboardX dialect (``fasttb.tensorboardX.SummaryWriter``). Calling it again does nothing;
-    ``unpatch()`` undoes it.
+    tensorboardX dialect (``fasttb.tensorboardX.SummaryWriter``). It also sets ``FASTTB_PATCH=1``
+    in the environment, so that the interpreters the program starts from then on are patched as
+    well (``mp.spawn``, forkserver and spawn workers, Lightning's ``ddp_spawn``, subprocesses).
+    Calling it again does nothing; ``unpatch()`` undoes it.
     """
-    global _finder
+    global _finder, _environment_before
     with _lock:
         if _finder is None:
             _finder = _Finder()
             sys.meta_path.insert(0, _finder)
+            _environment_before = os.environ.get(ENV_VAR)
+            os.environ[ENV_VAR] = "1"
         for name in _TARGETS:
             module = sys.modules.get(name)
             if module is not None and getattr(module, "__spec__", None) is not None:
@@ -79,8 +85,8 @@ def patch() -> None:
 
 
 def unpatch() -> None:
-    """Undo ``patch()``: the stock classes create stock writers again. Writers already created
-    stay fasttb writers."""
+    """Undo ``patch()``: the stock classes create stock writers again, and ``FASTTB_PATCH`` is as
+    it was before. Writers already created stay fasttb writers."""
     global _finder
     with _lock:
         if _finder is not None:
@@ -89,15 +95,20 @@ def unpatch() -> None:
             except ValueError:
                 pass
             _finder = None
+            if _environment_before is None:
+                os.environ.pop(ENV_VAR, None)
+            else:
+                os.environ[ENV_VAR] = _environment_before
 
 
 def patch_from_environment() -> None:
-    """Patch when the ``FASTTB_PATCH`` environment variable is set to anything but ``0`` or empty.
+    """Patch when the ``FASTTB_PATCH`` environment variable is set, to anything but empty, ``0``,
+    ``false``, ``no`` or ``off`` (in any case).
 
     Run at interpreter start by the ``fasttb-patch.pth`` file the wheel installs, so that jobs
     started by launchers (``FASTTB_PATCH=1 torchrun train.py``) log through fasttb unchanged.
     """
-    if os.environ.get(ENV_VAR, "") not in ("", "0"):
+    if os.environ.get(ENV_VAR, "").strip().lower() not in _OFF:
         patch()
 
 
