@@ -86,17 +86,44 @@ class LocalFiles:
             return 0
 
     def read(self, path: str) -> Any:
-        """The file's bytes: mapped (no copy) when large, read otherwise. Either slices to bytes."""
+        """The file's bytes: read, or mapped (no copy) when very large. Either slices to bytes."""
+        return self.read_with_identity(path)[0]
+
+    def read_with_identity(self, path: str) -> Tuple[Any, Tuple[int, int]]:
+        """The file's bytes, and its device and inode as they were when read. Files of
+        ``MAP_BYTES`` or more are mapped: one cut short in place while it is scanned would end
+        the process with SIGBUS, so smaller ones, the rule, are read."""
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size >= 1 << 20:
+            st = os.fstat(f.fileno())
+            identity = (st.st_dev, st.st_ino)
+            if st.st_size >= MAP_BYTES:
                 import mmap
 
                 try:
-                    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), identity
                 except (OSError, ValueError):
                     pass
-            return f.read()
+            return f.read(), identity
+
+    def read_ranges(self, path: str, identity: Tuple[int, int], size: int,
+                    ranges: Sequence[Tuple[int, int]]) -> List[bytes]:
+        """The bytes at ``(offset, length)`` of a file read earlier, read again. Raises OSError
+        if it is no longer that file, or was cut short since."""
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if (st.st_dev, st.st_ino) != identity:
+                raise OSError(errno.ESTALE, f"{path}: the event file was replaced since it was read; "
+                              "read it again", path)
+            out = [os.pread(f.fileno(), length, offset) if st.st_size >= size else b""
+                   for offset, length in ranges]
+            if st.st_size < size or any(len(b) != length for b, (_, length) in zip(out, ranges)):
+                raise OSError(errno.ESTALE, f"{path}: the event file was cut short since it was read; "
+                              "read it again", path)
+            return out
+
+
+# Local files this large or larger are mapped, not read (see LocalFiles.read_with_identity).
+MAP_BYTES = 256 << 20
 
 
 class RemoteFiles:
@@ -170,15 +197,14 @@ class EventFile:
     """One event file, scanned: its scalars as numpy columns, its other values as byte ranges,
     the first metadata of each tag, and EventAccumulator's purges already applied."""
 
-    def __init__(self, path: str, data: Any, scan: Dict[str, Any]) -> None:
+    def __init__(self, path: str, data: Any, scan: Dict[str, Any],
+                 identity: Optional[Tuple[int, int]] = None) -> None:
         self.path = path
-        self.data = data
-        # A mapped file (LocalFiles.read) cut short in place after this read would end the process
-        # with SIGBUS at the next touch of its lost pages: values() checks first (see _check_mapping).
-        self._mapped_inode: Optional[Tuple[int, int]] = None
-        if not isinstance(data, (bytes, bytearray)) and "://" not in path:
-            st = os.stat(path)
-            self._mapped_inode = (st.st_dev, st.st_ino)
+        # A local file (`identity`: its device and inode when read) is not kept: a reader of a
+        # large tree held every file's bytes, or its mapping and a descriptor, as long as it
+        # lived. values() reads the payloads it needs again. Remote files' bytes are kept.
+        self._identity = identity
+        self.data: Any = None if identity is not None else data
         self.tags: List[str] = scan["tags"]
         self.events: int = scan["events"]
         self.graphs: int = scan["graphs"]
@@ -282,25 +308,15 @@ class EventFile:
         if tag_id is None:
             return []
         rows = self._rows_of(_KIND[event_type]).get(tag_id, ())
-        if len(rows):
-            self._check_mapping()
-        data = self.data
-        return [(int(self.value_step[i]), float(self.value_wall_time[i]),
-                 data[int(self.value_offset[i]):int(self.value_offset[i] + self.value_length[i])]) for i in rows]
-
-    def _check_mapping(self) -> None:
-        """Raise rather than crash if the mapped file was cut short since it was read (a writer
-        that reopens it in the same second, a rerun): its lost pages would raise SIGBUS. A file
-        removed or replaced keeps its old pages, which stay readable."""
-        if self._mapped_inode is None:
-            return
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return
-        if (st.st_dev, st.st_ino) == self._mapped_inode and st.st_size < len(self.data):
-            raise OSError(errno.ESTALE, f"{self.path}: the event file was cut short since it was read; "
-                          "read it again", self.path)
+        if not len(rows):
+            return []
+        ranges = [(int(self.value_offset[i]), int(self.value_length[i])) for i in rows]
+        if self._identity is not None:
+            payloads = _LOCAL.read_ranges(self.path, self._identity, self.size, ranges)
+        else:
+            payloads = [self.data[offset:offset + length] for offset, length in ranges]
+        return [(int(self.value_step[i]), float(self.value_wall_time[i]), payload)
+                for i, payload in zip(rows, payloads)]
 
     def _rows_of(self, kind: int) -> Dict[int, np.ndarray]:
         """The value rows of one kind grouped by tag, made once: looking each tag up in every row
@@ -343,11 +359,19 @@ def _read_without_warnings(path: str, skip_corrupt: bool, scalars: bool, values:
                            files: Any) -> Tuple[EventFile, List[int]]:
     """read_event_file, returning the offsets of skipped records instead of warning: reader
     threads must not warn (warnings state is process-wide; catching it on threads corrupts it)."""
-    data = files.read(path)
-    scan = _core.scan_events(data, scalars, values, skip_corrupt)
-    if scan["error"] is not None:
-        raise CorruptRecordError(path, scan["error_at"], scan["error"])
-    return EventFile(path, data, scan), list(scan["skipped"])
+    identity = None
+    if isinstance(files, LocalFiles):
+        data, identity = files.read_with_identity(path)
+    else:
+        data = files.read(path)
+    try:
+        scan = _core.scan_events(data, scalars, values, skip_corrupt)
+        if scan["error"] is not None:
+            raise CorruptRecordError(path, scan["error_at"], scan["error"])
+        return EventFile(path, data, scan, identity), list(scan["skipped"])
+    finally:
+        if hasattr(data, "close"):
+            data.close()  # a mapping: its pages and its descriptor go now
 
 
 def _warn_skipped(path: str, skipped: List[int], stacklevel: int) -> None:
