@@ -530,6 +530,24 @@ def test_export_csv_and_parquet(logs, tmp_path):
 
 
 
+def test_export_to_standard_output(logs):
+    # "-o -" wrote a file named "-", and with -o /dev/stdout the status line ended the CSV as one
+    # more row (step then read as float64): the data go to stdout, the status to stderr.
+    import io
+
+    import pandas as pd
+
+    expected = tbparse.SummaryReader(logs["torch"], extra_columns={"dir_name"}).scalars
+    for fmt in ("csv", "parquet"):
+        result = subprocess.run([sys.executable, "-m", "fasttb", "export", logs["torch"], "-o", "-", "--format", fmt],
+                                capture_output=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert b"scalars written to standard output" in result.stderr
+        got = pd.read_csv(io.BytesIO(result.stdout)) if fmt == "csv" else pd.read_parquet(io.BytesIO(result.stdout))
+        assert list(got.step) == list(expected.step) and got.step.dtype == np.int64, fmt
+        assert list(got.value) == list(expected.value), fmt
+
+
 def test_export_errors_are_one_line(tmp_path):
     # Bad input ended in a traceback; now one line naming what is wrong, and exit status 2.
     path, data = _small_file(tmp_path)
@@ -579,6 +597,20 @@ def test_trees_with_links_and_fifos_and_the_inspect_command_errors(tmp_path):
         result = subprocess.run([sys.executable, "-m", "fasttb", "inspect", path], capture_output=True,
                                 text=True, timeout=120)
         assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_sibling_folders_linking_to_each_other_are_read_once(tmp_path):
+    # a/l1 -> b and b/l2 -> a: the walk went a, a/l1, a/l1/l2, ... until the path was too long,
+    # and the same 3 scalars came back 41 times, as 41 runs.
+    with fasttb.SummaryWriter(str(tmp_path / "a")) as w:
+        for step in range(3):
+            w.add_scalar("x", float(step), step)
+    (tmp_path / "b").mkdir()
+    os.symlink("../b", tmp_path / "a" / "l1")
+    os.symlink("../a", tmp_path / "b" / "l2")
+    scalars = SummaryReader(str(tmp_path), extra_columns={"dir_name"}).scalars
+    assert sorted(zip(scalars.dir_name, scalars.step)) == [("a", 0), ("a", 1), ("a", 2),
+                                                           ("b/l2", 0), ("b/l2", 1), ("b/l2", 2)]
 
 
 def test_inspect_step_range_of_a_tag_purged_in_one_file(tmp_path):

@@ -805,8 +805,9 @@ def _walk(path: str, fs: Any = _LOCAL) -> List[str]:
 
 def _is_folder(path: str, fs: Any) -> bool:
     """Whether ``path``, no file, is a folder to read. Passed over on this machine: what is
-    neither file nor folder (a dangling link, a FIFO), and a link to a folder above it, which
-    would make the tree endless. (An object store has only files and folders.)"""
+    neither file nor folder (a dangling link, a FIFO), and a link that would make the tree
+    endless: to a folder above it, or to a folder that the path already went through (two
+    sibling folders linking to each other). (An object store has only files and folders.)"""
     if not isinstance(fs, LocalFiles):
         return True
     if not os.path.isdir(path):
@@ -816,6 +817,14 @@ def _is_folder(path: str, fs: Any) -> bool:
         above = os.path.realpath(os.path.dirname(path))
         if above == target or above.startswith(target.rstrip(os.sep) + os.sep):
             return False
+        folder = os.path.dirname(os.path.abspath(path))
+        while True:
+            if os.path.realpath(folder) == target:
+                return False
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
     return True
 
 

@@ -4,6 +4,7 @@ its scalars as CSV or Parquet, read with ``fasttb.reader``."""
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 import sys
@@ -109,8 +110,8 @@ def inspect(path: str, out: TextIO = sys.stdout) -> int:
 def export(path: str, output: str, fmt: str = "csv", tags: Optional[str] = None,
            skip_corrupt: bool = False) -> int:
     """Writes the scalars under ``path`` (run, tag, step, value, wall_time; sorted as the reader
-    sorts them) to ``output`` as CSV or Parquet; ``tags``: a regular expression a tag must
-    contain a match of. Returns the number of rows written."""
+    sorts them) to ``output`` (``-``: standard output) as CSV or Parquet; ``tags``: a regular
+    expression a tag must contain a match of. Returns the number of rows written."""
     pattern = re.compile(tags) if tags is not None else None  # a bad one fails before the read
     reader = SummaryReader(path, extra_columns={"dir_name", "wall_time"}, event_types={"scalars"},
                            skip_corrupt=skip_corrupt)
@@ -135,13 +136,29 @@ def export(path: str, output: str, fmt: str = "csv", tags: Optional[str] = None,
         table = pa.table({("run" if n == "dir_name" else n):
                           pa.array(cols[n].tolist() if cols[n].dtype == object else cols[n], type=types[n])
                           for n in names})
-        pq.write_table(table, output)
+        if output == "-":
+            sys.stdout.flush()
+            pq.write_table(table, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            pq.write_table(table, output)
     elif fmt == "csv":
         # Names that are no UTF-8 (run folders, say) keep their bytes, as the file system has them.
-        with open(output, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+        if output == "-":
+            sys.stdout.flush()
+            f = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", errors="surrogateescape", newline="")
+        else:
+            f = open(output, "w", newline="", encoding="utf-8", errors="surrogateescape")
+        try:
             writer = csv.writer(f)
             writer.writerow(["run", "tag", "step", "value", "wall_time"])
             writer.writerows(zip(*(cols[n].tolist() for n in names)))
+        finally:
+            if output == "-":
+                f.flush()
+                f.detach()  # standard output stays open
+            else:
+                f.close()
     else:
         raise ValueError(f"format: expected 'csv' or 'parquet', got {fmt!r}")
     return len(cols["step"])
@@ -179,5 +196,7 @@ def main_export(args: Any) -> int:
     except Exception as exc:  # (a storage backend's own errors too: botocore's are no OSError)
         print(f"fasttb export: {_one_line(exc)}", file=sys.stderr)
         return 2
-    print(f"{rows:,} scalars written to {args.output}")
+    # (on stderr: standard output may be the data itself, with -o -)
+    where = "standard output" if args.output == "-" else args.output
+    print(f"fasttb export: {rows:,} scalars written to {where}", file=sys.stderr)
     return 0
