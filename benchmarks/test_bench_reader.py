@@ -42,3 +42,21 @@ def test_read_scalars(benchmark, scalar_log, read):
     benchmark.group = f"read {n:,} scalars"
     result = benchmark.pedantic(read, args=(logdir,), rounds=3 if read is not _fasttb else 7)
     assert (len(result) if not isinstance(result, int) else result) == n
+
+
+def _fasttb_pivot(logdir):
+    return fasttb.SummaryReader(logdir, pivot=True).scalars
+
+
+def _tbparse_pivot(logdir):
+    tbparse = pytest.importorskip("tbparse")
+    return tbparse.SummaryReader(logdir, pivot=True).scalars
+
+
+@pytest.mark.parametrize("read", [_fasttb_pivot, _tbparse_pivot], ids=["fasttb", "tbparse"])
+def test_read_scalars_pivot(benchmark, scalar_log, read):
+    # The wide form, one column per tag: pandas' groupby does most of the work on both sides.
+    n, logdir = scalar_log
+    benchmark.group = f"read {n:,} scalars, pivot=True"
+    result = benchmark.pedantic(read, args=(logdir,), rounds=3)
+    assert result.shape == (n // 4, 5)

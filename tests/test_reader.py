@@ -530,6 +530,29 @@ def test_export_csv_and_parquet(logs, tmp_path):
 
 
 
+def test_pivot_merges_as_tbparse_with_gaps_nan_and_repeated_steps(tmp_path):
+    # pivot=True merged every column of every step with a Python call (4.6 s for 100k scalars);
+    # numeric columns with at most one value a step now merge in pandas. Both ways must give
+    # tbparse's frame: gaps (NaN), NaN values, a tag logged twice at a step (a list), two runs.
+    import pandas as pd
+
+    with fasttb.SummaryWriter(str(tmp_path / "one")) as w:
+        for step in range(300):
+            for tag in ("a", "b", "c"):
+                if (step + len(tag)) % 7:
+                    w.add_scalar(tag, float("nan") if step % 50 == 0 else step * 0.5, step)
+    with fasttb.SummaryWriter(str(tmp_path / "two")) as w:
+        for step in range(100):
+            w.add_scalar("a", 1.0, step)
+            if step % 3 == 0:
+                w.add_scalar("a", 2.0, step)
+            w.add_scalar("d", -1.0, step)
+    for extra in (set(), {"dir_name"}, {"dir_name", "wall_time"}):
+        for path in (str(tmp_path), str(tmp_path / "one")):
+            pd.testing.assert_frame_equal(SummaryReader(path, pivot=True, extra_columns=extra).scalars,
+                                          tbparse.SummaryReader(path, pivot=True, extra_columns=extra).scalars)
+
+
 def test_export_to_standard_output(logs):
     # "-o -" wrote a file named "-", and with -o /dev/stdout the status line ended the CSV as one
     # more row (step then read as float64): the data go to stdout, the status to stderr.

@@ -934,6 +934,30 @@ def _merge(values: Any) -> Any:
     return merged[0] if len(merged) == 1 else merged
 
 
+def _merged(stacked: Any, group: List[Any], pd: Any) -> Any:
+    """``stacked`` grouped by ``group``, each column's values in a group merged by ``_merge``.
+    A numeric column with at most one value (not NaN) in every group, the rule for scalars of
+    several tags, merges to that value or NaN: pandas' ``first()`` does that without a Python
+    call per group, which made ``pivot=True`` take seconds on 100k scalars."""
+    grouped = stacked.groupby(group, sort=False)
+    keys = [c for c in group if isinstance(c, str)]
+    columns = [c for c in stacked.columns if c not in keys]
+    counts = grouped[columns].count()
+    fast = [c for c in columns if stacked[c].dtype.kind in "fiub" and bool((counts[c] <= 1).all())]
+    slow = [c for c in columns if c not in fast]
+    parts = []
+    if fast:
+        parts.append(grouped[fast].first())
+    if slow:
+        with warnings.catch_warnings():
+            # _merge returns a tag's only value as tbparse does, as the Series pandas 3.1 still
+            # unwraps but warns about (an array value could not be returned bare).
+            warnings.filterwarnings("ignore", message="Converting a Series or array of length 1")
+            parts.append(grouped[slow].aggregate(_merge))
+    merged = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1)
+    return merged[columns].reset_index()
+
+
 def _isnull(v: Any) -> bool:
     import pandas as pd
 
@@ -971,12 +995,7 @@ def _tbparse_events(reader: SummaryReader, event_type: str, pd: Any) -> Any:
         return stacked
     if not group:
         group = [True] * len(stacked)
-    with warnings.catch_warnings():
-        # _merge returns a tag's only value as tbparse does, as the Series pandas 3.1 still
-        # unwraps but warns about (an array value could not be returned bare).
-        warnings.filterwarnings("ignore", message="Converting a Series or array of length 1")
-        merged = stacked.groupby(group, sort=False).aggregate(_merge)
-    merged = merged.reset_index()
+    merged = _merged(stacked, group, pd)
     middle = sorted(c for c in stacked.columns if c not in ("step", "wall_time", "dir_name", "file_name"))
     order = [c for c in ["step"] + middle + ["wall_time", "dir_name", "file_name"] if c in stacked.columns]
     return merged[order]
