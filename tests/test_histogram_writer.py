@@ -232,3 +232,29 @@ def test_streamed_histograms_from_several_threads(logdir):
         for h in hist:
             assert h.histogram_value.sum == total and list(h.histogram_value.bucket) == counts
         assert [s.value for s in acc.Scalars(f"s{k}")] == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("dialect", ["torch", "tensorboardX"])
+def test_default_bins_changed_in_place_or_replaced_as_in_the_stock_writers(tmp_path, dialect):
+    # The stock writers keep default_bins as a plain list that bins="tensorflow" reads: fasttb
+    # gave a copy (changes in place were lost), and torch's dialect refused an assignment.
+    from conftest import assert_same_runs
+
+    if dialect == "torch":
+        stock, ours = TorchWriter, SummaryWriter
+    else:
+        import tensorboardX
+
+        import fasttb.tensorboardX
+
+        stock, ours = tensorboardX.SummaryWriter, fasttb.tensorboardX.SummaryWriter
+    values = np.array([0.5, 1.5, -0.5, 3.0])
+    for writer in (stock, ours):
+        for name, change in (("in place", lambda w: w.default_bins.__setitem__(slice(None), [-1.0, 0.0, 1.0, 2.0])),
+                             ("int", lambda w: setattr(w, "default_bins", 4)),
+                             ("estimator", lambda w: setattr(w, "default_bins", "auto")),
+                             ("only read", lambda w: w.default_bins)):
+            with writer(str(tmp_path / writer.__module__ / name)) as w:
+                change(w)
+                w.add_histogram("h", values, 1)
+    assert_same_runs(str(tmp_path / stock.__module__), str(tmp_path / ours.__module__))

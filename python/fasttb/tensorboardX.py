@@ -419,7 +419,6 @@ class SummaryWriter(_Base):
         self._comet_logger = None
         self.kwargs = kwargs
         self.scalar_dict: Dict[str, List[List[Any]]] = {}
-        self._custom_bins: Optional[List[float]] = None
         self._max_queue = max_queue
         self._flush_secs = flush_secs
         self._filename_suffix = filename_suffix
@@ -433,7 +432,6 @@ class SummaryWriter(_Base):
         self.kwargs = {k: v for k, v in kwargs.items()
                        if k not in ("logdir", "log_dir", "write_to_disk", "comet_config", "on_full", "rank_zero_only")}
         self.scalar_dict = {}
-        self._custom_bins = None
 
     # -- attributes ------------------------------------------------------------------------------
 
@@ -445,16 +443,6 @@ class SummaryWriter(_Base):
     @logdir.setter
     def logdir(self, value: PathLike) -> None:
         self.log_dir = value
-
-    @property
-    def default_bins(self) -> List[float]:
-        """The bucket edges of ``bins="tensorflow"`` histograms (assignable, as in
-        tensorboardX)."""
-        return list(self._custom_bins) if self._custom_bins is not None else _core.default_edges()
-
-    @default_bins.setter
-    def default_bins(self, value: Any) -> None:
-        self._custom_bins = list(value)
 
     add_tensor = _Absent()  # torch's, not tensorboardX's
 
@@ -747,8 +735,6 @@ class SummaryWriter(_Base):
         tag = clean_tag(tag)
         if not _device.is_device_array(values):
             values = to_array(values, "values")  # CUDA tensors: copied without a sync, below
-        if isinstance(bins, str) and bins == "tensorflow" and self._custom_bins is not None:
-            bins = self._custom_bins
         _Base.add_histogram(self, tag, values, self._step(global_step), bins, self._walltime(walltime), max_bins)
 
     def add_histogram_raw(

@@ -658,9 +658,26 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         return self.log_dir
 
     @property
-    def default_bins(self) -> list:
-        """The 1549 bucket edges of ``bins="tensorflow"`` histograms."""
-        return _core.default_edges()
+    def default_bins(self) -> Any:
+        """The bucket edges of ``bins="tensorflow"`` histograms: the stock writer's 1549 unless
+        assigned. As in the stock writer, a list that may be changed in place, or replaced by
+        anything ``bins`` takes (an int, a numpy estimator name, edges)."""
+        bins = getattr(self, "_bins", None)
+        if bins is None:
+            bins = self._bins = _core.default_edges()
+        return bins
+
+    @default_bins.setter
+    def default_bins(self, value: Any) -> None:
+        self._bins = value
+
+    def _tensorflow_bins(self, bins: Any) -> Any:
+        """``bins``, unless it is ``"tensorflow"`` and ``default_bins`` was changed: then those."""
+        if isinstance(bins, str) and bins == "tensorflow":
+            custom = getattr(self, "_bins", None)
+            if custom is not None and not (type(custom) is list and custom == _default_edges()):
+                return custom
+        return bins
 
     # -- scalars -------------------------------------------------------------------------------
 
@@ -766,6 +783,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         tag = to_tag(tag)
         step = to_step(global_step)
         wall_time = to_walltime(walltime)
+        bins = self._tensorflow_bins(bins)
         core = self._main()
         if _device.is_device_array(values):
             self._defer(core, [values],
@@ -1091,3 +1109,13 @@ def _double_or_zero(value: Any, argument: str) -> float:
         raise TypeError(f"{argument}: expected a number, got {value!r}") from None
     except OverflowError:
         raise ArgumentOverflowError(f"{argument}: {value!r} is too large for a float") from None
+
+
+_edges: List[float] = []
+
+
+def _default_edges() -> List[float]:
+    """The 1549 edges of bins="tensorflow", made once (to tell a changed default_bins)."""
+    if not _edges:
+        _edges.extend(_core.default_edges())
+    return _edges
