@@ -553,6 +553,27 @@ def test_pivot_merges_as_tbparse_with_gaps_nan_and_repeated_steps(tmp_path):
                                           tbparse.SummaryReader(path, pivot=True, extra_columns=extra).scalars)
 
 
+def test_images_of_one_bit_and_sixteen_bit_grey_decode_as_tensorflow_decodes_them(tmp_path):
+    # Not what torch's writer writes, but summaries built by hand: 1-bit grey came back as
+    # booleans, 16-bit grey as three channels clipped to 255. TensorFlow's PNG decoder gives one
+    # uint8 channel: 0 or 255, and each sample's high byte.
+    import io
+
+    from PIL import Image
+
+    from fasttb.reader import decode_image
+
+    def png(image):
+        out = io.BytesIO()
+        image.save(out, "PNG")
+        return out.getvalue()
+
+    grey16 = decode_image(png(Image.fromarray(np.array([[1000, 40000, 65535]], dtype=np.uint16))))
+    assert grey16.dtype == np.uint8 and grey16.tolist() == [[[3], [156], [255]]]
+    bits = decode_image(png(Image.fromarray(np.array([[0, 255, 255]], dtype=np.uint8)).convert("1")))
+    assert bits.dtype == np.uint8 and bits.tolist() == [[[0], [255], [255]]]
+
+
 def test_export_to_standard_output(logs):
     # "-o -" wrote a file named "-", and with -o /dev/stdout the status line ended the CSV as one
     # more row (step then read as float64): the data go to stdout, the status to stderr.

@@ -444,7 +444,13 @@ def decode_image(encoded: bytes) -> np.ndarray:
                 frames.append(np.asarray(im.convert("RGB")))
             return np.stack(frames)
         converted: Any = im
-        if im.mode in ("P", "CMYK", "YCbCr", "I;16", "I", "F"):
+        if im.mode.startswith("I;16") or (im.format == "PNG" and im.mode == "I"):
+            # 16-bit grey: one channel, each sample's high byte (libpng's strip_16, as TensorFlow).
+            pixels = (np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8)
+            return pixels[:, :, None] if pixels.ndim == 2 else pixels
+        if im.mode == "1":
+            converted = im.convert("L")  # 1-bit: 0 and 255, not booleans
+        elif im.mode in ("P", "CMYK", "YCbCr", "I", "F"):
             converted = im.convert("RGBA" if "transparency" in im.info else "RGB")
         pixels = np.asarray(converted)
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
