@@ -261,12 +261,26 @@ void EventFile::write_out(double now) {
     park_if_over_budget(now);
 }
 
+namespace {
+
+// An unlinked file whose last change (ctime: the unlink) came after its last write (mtime): the
+// records were in it when it went, with its directory (a TemporaryDirectory around the run),
+// even if its name was last looked at before they were written (at most every 10 ms). A write
+// after the unlink stamps both times alike, and the file fails. Timestamps within one tick of
+// the kernel's clock compare equal: a removal that close to the last write still fails the file.
+bool removed_after_last_write(const struct stat& st) {
+    return st.st_ctim.tv_sec > st.st_mtim.tv_sec ||
+           (st.st_ctim.tv_sec == st.st_mtim.tv_sec && st.st_ctim.tv_nsec > st.st_mtim.tv_nsec);
+}
+
+}  // namespace
+
 void EventFile::check_name(double now) {
     last_name_check_ = now;
     struct stat st;
     bool named = true;
     if (fd_ >= 0) {
-        named = ::fstat(fd_, &st) != 0 || st.st_nlink != 0;
+        named = ::fstat(fd_, &st) != 0 || st.st_nlink != 0 || removed_after_last_write(st);
     } else if (parked_) {
         named = ::stat(disk_path().c_str(), &st) == 0 && same_file(st);
     }
