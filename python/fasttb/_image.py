@@ -165,6 +165,12 @@ def _check_size(height: int, width: int, channels: int) -> None:
         raise ImageChannelsError(
             f"img_tensor: {channels} channels cannot be stored as an image; use 1 (grey, stored "
             "as RGB), 2 (grey + alpha), 3 (RGB) or 4 (RGBA)")
+    # The core's own bound (csrc/runtime/producer.cc), here before the pixels are made
+    # contiguous: a broadcast view of a few bytes was copied to 2 GB first, for seconds.
+    if height * width * channels + height >= (1 << 31) - 1:
+        raise ValueError(f"img_tensor: {height}x{width} pixels of {channels} channels take "
+                         f"{height * width * channels:,} bytes, which do not fit in one record (no reader "
+                         "accepts records of 2 GiB or more)")
 
 
 def _hwc_from_3d(u8: np.ndarray, index: List[int]) -> np.ndarray:
