@@ -17,10 +17,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     bench = commands.add_parser("bench", help="fasttb against torch's and tensorboardX's writers, side by side")
     bench.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    bench.add_argument("--only", metavar="SECTION", action="append",
-                       choices=["imports", "scalars", "throughput", "training_loop", "histograms", "images",
-                                "kinds", "png", "lightning", "reader", "remote", "cuda"],
-                       help="run this section only (may be repeated)")
+    sections = ["imports", "scalars", "throughput", "training_loop", "histograms", "images", "kinds", "png",
+                "lightning", "reader", "remote", "cuda"]
+    bench.add_argument("--only", metavar="SECTION", action="append", choices=sections,
+                       help=f"run this section only (may be repeated): {', '.join(sections)}")
     run = commands.add_parser(
         "run", help="run a Python script (or -m module) with the stock writers patched to fasttb",
         description="Runs a script as `python script.py args` would, after fasttb.patch(): "

@@ -923,8 +923,9 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
     ) -> None:
         """Log an image with boxes drawn on it: ``box_tensor`` holds one
         ``(xmin, ymin, xmax, ymax)`` row per box, in pixels; ``labels`` (one string per box) are
-        written on them. The image is then resized by ``rescale``. Drawing uses Pillow, on the
-        caller's thread, exactly as the stock writer draws; the PNG is encoded on the worker."""
+        written on them. The image is then resized by ``rescale``. The boxes are drawn by
+        fasttb, on the caller's thread, pixel for pixel as the stock writer draws them (Pillow is
+        needed only for ``labels``); the PNG is encoded on the worker."""
         pixels, height, width = image_with_boxes_to_hwc_uint8(
             img_tensor, box_tensor, rescale=rescale, dataformats=dataformats, labels=labels)
         self._push_image(tag, pixels, global_step, walltime, height, width)
