@@ -430,6 +430,8 @@ def test_flush_during_a_silent_outage_waits_upload_timeout_once(spool):
     # A store that neither answers nor fails (a network gone silent: s3fs waits for minutes):
     # flush() waited twice upload_timeout, its own wait and the one for add_hparams' runs
     # (none), and both warnings named a line inside fasttb or above the program's flush().
+    # Then every later flush() waited upload_timeout again (60 s a step, by default, in a loop
+    # that flushes each step): only the first waits now, until an upload gets through.
     release = threading.Event()
 
     class Silent(MemoryFileSystem):
@@ -447,17 +449,28 @@ def test_flush_during_a_silent_outage_waits_upload_timeout_once(spool):
     w.flush()
     Silent.hang = True
     try:
-        for step in (1, 2):
+        waited = []
+        for step in (1, 2, 3):
             w.add_scalar("loss", float(step), step)
             started = time.monotonic()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 w.flush(); line = sys._getframe().f_lineno  # noqa: E702
-            assert time.monotonic() - started < 1.9, "flush() waited upload_timeout twice"
-            assert [(c.filename, c.lineno) for c in caught] == [(__file__, line)]
+            waited.append(time.monotonic() - started)
+            assert [(c.filename, c.lineno) for c in caught] == ([(__file__, line)] if step == 1 else [])
+        assert 0.9 < waited[0] < 1.9, "flush() waited upload_timeout twice"
+        assert max(waited[1:]) < 0.5, waited
     finally:
         Silent.hang = False
         release.set()
+    # The store answers again: once the upload in flight gets through, flush() waits again.
+    root = w._remote_root
+    deadline = time.monotonic() + 30
+    while root.stalled_at == root.finished and time.monotonic() < deadline:
+        time.sleep(0.02)
+    w.add_scalar("loss", 4.0, 4)
+    w.flush()
+    assert root.stats()["upload_pending"] == 0
     w.close()
 
 

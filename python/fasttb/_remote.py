@@ -30,7 +30,9 @@ flush. fasttb cuts the event stream into segments instead and uploads each once:
   exponential backoff from 0.5 s to 30 s, for as long as it takes: the files wait on local disk,
   up to ``FASTTB_SPOOL_LIMIT`` (4 GiB by default) waiting per process; past that the writer fails
   with ENOSPC. While the store is unreachable, ``flush()`` does not wait for it: it warns once
-  per outage (RuntimeWarning) and returns with the records safe in the spool. A permanent error
+  per outage (RuntimeWarning) and returns with the records safe in the spool. A store that
+  neither answers nor fails holds one ``flush()`` for ``upload_timeout``; the later ones return
+  at once, until an upload gets through. A permanent error
   (``FileNotFoundError``: no such bucket; ``PermissionError``: bad credentials; a bad URL or
   missing credentials) fails every open file of the run as a local write error does: the
   caller's next call raises it as an ``OSError`` naming the remote URL, and the files stay in
@@ -325,6 +327,9 @@ class RemoteRoot:
         self.backoff = 0.0
         self.failing: Optional[BaseException] = None  # the last transient failure, during an outage
         self.warned = False
+        # `finished` when a flush() last waited upload_timeout in vain: until an upload finishes,
+        # the store is taken as silent, and flush() no longer waits for it.
+        self.stalled_at: Optional[int] = None
         self.error: Optional[OSError] = None  # a permanent failure: raised by every later call
         self.exit_reported = False
         self.uploaded_objects = 0
@@ -514,6 +519,8 @@ class RemoteRoot:
                 if self.failing is not None and not closing:
                     self._warn_outage()
                     return
+                if self.stalled_at == self.finished and not closing:
+                    return  # (the flush() that found the store silent warned)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -528,6 +535,7 @@ class RemoteRoot:
                            f"`python -m fasttb upload {self.spool}` uploads them")
                 if closing:
                     raise TimeoutError(errno.ETIMEDOUT, message)
+                self.stalled_at = self.finished
                 _warn(message)
 
     def _warn_outage(self) -> None:
