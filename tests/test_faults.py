@@ -491,6 +491,36 @@ def test_a_paused_worker_takes_nothing_more(tmp_path):
     assert len(read_events(str(tmp_path))) == 301_001
 
 
+def test_room_comes_back_after_each_large_item_not_each_64(tmp_path):
+    # The worker gave room back to the queue every 64 items: behind a flood of images, another
+    # writer's add_scalar waited for 64 PNG encodings (a quarter of a second, and more), and
+    # queue_bytes and items_processed stood still meanwhile. Room now comes back after each large
+    # item: the counters move while the worker goes through 20 images.
+    result = run_child(f"""
+        import numpy as np, fasttb
+        from fasttb import _core
+        w = fasttb.SummaryWriter({str(tmp_path)!r})
+        noise = np.random.default_rng(0).integers(0, 256, (3, 512, 512), dtype=np.uint8)
+        w.flush()
+        start = _core.engine_stats()["items_processed"]
+        _core._pause_worker(True)
+        for i in range(20):
+            w.add_image("noise", noise, i)
+        full = _core.engine_stats()["queue_bytes"]
+        _core._pause_worker(False)
+        seen = set()
+        while True:
+            stats = _core.engine_stats()
+            seen.add((stats["queue_bytes"], stats["items_processed"] - start))
+            if stats["queue_bytes"] == 0:
+                break
+        w.close()
+        between = [(q, n) for q, n in seen if 0 < q < full and 0 < n < 20]
+        print(len(between) > 0, full > 0)
+        """, timeout=120)
+    assert result.stdout.split() == ["True", "True"]
+
+
 def test_ctrl_c_interrupts_waits_on_a_stuck_worker(tmp_path):
     # The worker stands still, as it would on a disk that does not answer: flush(), close() and a
     # wait for room in a full queue each end with KeyboardInterrupt on Ctrl-C. The handler is set

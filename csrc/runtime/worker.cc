@@ -11,6 +11,9 @@
 #include <chrono>
 #include <new>
 #include <stdexcept>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "runtime/engine.h"  // IWYU pragma: associated
 #include "runtime/event_file.h"
@@ -32,6 +35,7 @@ constexpr size_t kFileBufferLimit = size_t(4) << 20;
 // run beside a stream of images) still reaches the OS within max_nap_.
 constexpr uint64_t kClockEvery = 64;
 constexpr size_t kLargeItem = size_t(64) << 10;
+constexpr uint64_t kReleaseEvery = 64;
 
 // A streamed payload is the producer's until it has published all of it (Item::streamed).
 void wait_until_filled(const Item& item) {
@@ -56,7 +60,6 @@ void Engine::run() {
         const uint64_t asked = drain_requests_.load(std::memory_order_acquire);
         uint64_t handled = 0;
         drain_once(&handled);
-        processed_.fetch_add(handled, std::memory_order_relaxed);
         wake_pending_.store(false, std::memory_order_relaxed);
         // The queue is drained: everything logged so far goes to the OS now, so a killed process
         // loses at most what arrived during the last nap.
@@ -72,6 +75,7 @@ void Engine::run() {
 
 void Engine::drain_once(uint64_t* handled) {
     size_t freed = 0;
+    uint64_t unreported = 0;
     // (Once halting, not one more item: see halt().)
     while (!halting_.load(std::memory_order_relaxed)) {
         QueueNode* node = queue_.pop();
@@ -80,13 +84,20 @@ void Engine::drain_once(uint64_t* handled) {
         const size_t size = item->accounted;
         freed += size;
         handle(item);  // (the item is gone after it)
-        if (++*handled % 64 == 0) {
+        ++*handled;
+        // Room goes back every 64 items, and at once after a large one: producers waiting for
+        // room (another writer's add_scalar behind a flood of images) waited for 64 PNG
+        // encodings, a quarter of a second and more.
+        if (++unreported == kReleaseEvery || size >= kLargeItem) {
             release(freed);
+            processed_.fetch_add(unreported, std::memory_order_relaxed);
             freed = 0;
+            unreported = 0;
         }
         if (*handled % kClockEvery == 0 || size >= kLargeItem) write_dirty(wall_clock_now(), true, false);
     }
     release(freed);
+    processed_.fetch_add(unreported, std::memory_order_relaxed);
 }
 
 void Engine::handle(Item* item) {
@@ -250,6 +261,11 @@ void Engine::rest(uint64_t handled, std::chrono::microseconds* idle_for) {
         return;
     }
     pool_.drop_large();  // idle for a while: give large blocks back to the system
+#ifdef __GLIBC__
+    // and what malloc keeps: small blocks freed among large ones (a flood of scalars beside
+    // images) held some 200 MB after close(), until exit.
+    malloc_trim(0);
+#endif
     sleeping_.store(true, std::memory_order_seq_cst);
     const bool woken = queue_.idle() && idle_wait(kDeepSleep);
     sleeping_.store(false, std::memory_order_seq_cst);
