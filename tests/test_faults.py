@@ -386,9 +386,11 @@ def test_an_item_larger_than_the_bound_is_not_starved(tmp_path):
 
 @pytest.mark.parametrize("text, expected", [("268435456", 268435456), ("256M", 256 << 20),
                                             ("256MiB", 256 << 20), ("1e9", 10**9), ("1G", 1 << 30),
-                                            ("64k", 64 << 10), (" 2 GB ", 2 << 30), ("0.5M", 1 << 19)])
+                                            ("64k", 64 << 10), (" 2 GB ", 2 << 30), ("0.5M", 1 << 19),
+                                            ("", 256 << 20)])
 def test_queue_sizes_are_read_with_their_units(tmp_path, text, expected):
-    assert _core.parse_size(text) == expected
+    # (Empty is unset, as for every FASTTB_ variable: `FASTTB_QUEUE_BYTES= python ...`.)
+    assert _core.parse_size(text) == (expected if text else None)
     result = run_child(f"""
         import fasttb
         from fasttb import _core
@@ -399,7 +401,7 @@ def test_queue_sizes_are_read_with_their_units(tmp_path, text, expected):
     assert int(result.stdout) == expected
 
 
-@pytest.mark.parametrize("text", ["abc", "0", "-5", "1x", "", "inf", "1e30"])
+@pytest.mark.parametrize("text", ["abc", "0", "-5", "1x", " ", "inf", "1e30"])
 def test_a_bad_queue_size_is_a_clear_error(tmp_path, text):
     assert _core.parse_size(text) is None
     result = run_child(f"""

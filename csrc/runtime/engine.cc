@@ -123,13 +123,13 @@ Engine* Engine::start(Status* status) {
     (void)registered;
     (void)at_exit;
     size_t limit = kDefaultLimit;
-    if (const char* env = std::getenv("FASTTB_QUEUE_BYTES"); env && !parse_size(env, &limit)) {
+    if (const char* env = std::getenv("FASTTB_QUEUE_BYTES"); env && *env && !parse_size(env, &limit)) {
         *status = Status::value_error(std::string("FASTTB_QUEUE_BYTES: expected a size in bytes such as "
                                                   "268435456, 256M or 1GiB, got '") + env + "'");
         return nullptr;
     }
     auto max_nap = kDefaultMaxNap;
-    if (const char* env = std::getenv("FASTTB_MAX_NAP_US"); env && !parse_microseconds(env, &max_nap)) {
+    if (const char* env = std::getenv("FASTTB_MAX_NAP_US"); env && *env && !parse_microseconds(env, &max_nap)) {
         *status = Status::value_error(std::string("FASTTB_MAX_NAP_US: expected a positive number of "
                                                   "microseconds, got '") + env + "'");
         return nullptr;
