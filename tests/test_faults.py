@@ -401,7 +401,7 @@ def test_queue_sizes_are_read_with_their_units(tmp_path, text, expected):
     assert int(result.stdout) == expected
 
 
-@pytest.mark.parametrize("text", ["abc", "0", "-5", "1x", " ", "inf", "1e30"])
+@pytest.mark.parametrize("text", ["abc", "0", "-5", "1x", " ", "inf", "1e30", "0x10", "nan", "+5"])
 def test_a_bad_queue_size_is_a_clear_error(tmp_path, text):
     assert _core.parse_size(text) is None
     result = run_child(f"""

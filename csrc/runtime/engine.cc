@@ -8,6 +8,7 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -78,6 +79,9 @@ bool parse_microseconds(const char* text, std::chrono::microseconds* out) {
 
 bool parse_size(const char* text, size_t* bytes) {
     while (*text == ' ') ++text;
+    // A decimal number only: strtod would also take "0x10", "inf" and "nan".
+    if (!std::isdigit(static_cast<unsigned char>(*text)) && *text != '.') return false;
+    if (text[0] == '0' && (text[1] | 0x20) == 'x') return false;
     char* end = nullptr;
     errno = 0;
     const double number = std::strtod(text, &end);
