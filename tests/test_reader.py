@@ -530,6 +530,36 @@ def test_export_csv_and_parquet(logs, tmp_path):
 
 
 
+def test_export_format_follows_the_output_name_unless_given(tmp_path):
+    # "-o s.parquet" without --format wrote CSV into a file named .parquet, which pyarrow then
+    # refused ("magic bytes not found"). A run folder whose name is no UTF-8 keeps its bytes in
+    # CSV and is escaped in Parquet, whose strings are UTF-8 (it failed with "surrogates not
+    # allowed").
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    root = os.fsencode(str(tmp_path / "logs"))
+    with fasttb.SummaryWriter(os.fsdecode(os.path.join(root, b"run\xff"))) as w:
+        for step in range(3):
+            w.add_scalar("loss", step / 2, step)
+
+    def export(*args):
+        result = subprocess.run([sys.executable, "-m", "fasttb", "export", os.fsdecode(root), *args],
+                                capture_output=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+
+    for name in ("s.parquet", "s.PQ"):
+        export("-o", str(tmp_path / name))
+        table = pq.read_table(str(tmp_path / name))
+        assert table.column("step").to_pylist() == [0, 1, 2]
+        assert table.column("value").to_pylist() == [0.0, 0.5, 1.0]
+        assert table.column("run").to_pylist() == ["run\\xff"] * 3
+    export("-o", str(tmp_path / "plain.parquet"), "--format", "csv")
+    with open(tmp_path / "plain.parquet", "rb") as f:
+        rows = f.read().splitlines()
+    assert rows[0] == b"run,tag,step,value,wall_time" and rows[1].startswith(b"run\xff,loss,0,0.0,")
+
+
 def test_pivot_merges_as_tbparse_with_gaps_nan_and_repeated_steps(tmp_path):
     # pivot=True merged every column of every step with a Python call (4.6 s for 100k scalars);
     # numeric columns with at most one value a step now merge in pandas. Both ways must give

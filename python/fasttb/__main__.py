@@ -32,7 +32,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     inspect.add_argument("path", help="a log directory or an event file")
     export = commands.add_parser("export", help="write the scalars of a log as CSV or Parquet")
     export.add_argument("path", help="a log directory or an event file")
-    export.add_argument("--format", choices=["csv", "parquet"], default="csv", help="csv (default) or parquet")
+    export.add_argument("--format", choices=["csv", "parquet"],
+                        help="csv or parquet (default: parquet for an output ending in .parquet or .pq, else csv)")
     export.add_argument("-o", "--output", required=True, help="the file to write (-: standard output)")
     export.add_argument("--tags", metavar="REGEX", help="only tags that contain a match of REGEX")
     export.add_argument("--skip-corrupt", action="store_true",

@@ -107,11 +107,26 @@ def inspect(path: str, out: TextIO = sys.stdout) -> int:
     return status
 
 
-def export(path: str, output: str, fmt: str = "csv", tags: Optional[str] = None,
+def _utf8(name: str) -> str:
+    """``name`` if it is valid UTF-8 text; else its file-system bytes with those that are no UTF-8
+    written as ``\\xNN``."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def export(path: str, output: str, fmt: Optional[str] = None, tags: Optional[str] = None,
            skip_corrupt: bool = False) -> int:
     """Writes the scalars under ``path`` (run, tag, step, value, wall_time; sorted as the reader
-    sorts them) to ``output`` (``-``: standard output) as CSV or Parquet; ``tags``: a regular
+    sorts them) to ``output`` (``-``: standard output) as CSV or Parquet (``fmt``; by default
+    Parquet for an output named ``*.parquet`` or ``*.pq``, else CSV); ``tags``: a regular
     expression a tag must contain a match of. Returns the number of rows written."""
+    if fmt is None:
+        fmt = "parquet" if output.lower().endswith((".parquet", ".pq")) else "csv"
+    if fmt not in ("csv", "parquet"):  # (before the read, which may be long)
+        raise ValueError(f"format: expected 'csv' or 'parquet', got {fmt!r}")
     pattern = re.compile(tags) if tags is not None else None  # a bad one fails before the read
     reader = SummaryReader(path, extra_columns={"dir_name", "wall_time"}, event_types={"scalars"},
                            skip_corrupt=skip_corrupt)
@@ -133,8 +148,11 @@ def export(path: str, output: str, fmt: str = "csv", tags: Optional[str] = None,
             raise ImportError("export --format parquet: install pyarrow (pip install pyarrow)") from None
         types = {"dir_name": pa.string(), "tag": pa.string(), "step": pa.int64(), "value": pa.float64(),
                  "wall_time": pa.float64()}  # also when there are no rows to tell them
+        # Parquet strings are UTF-8: the bytes of a name that is none (a run folder's, say)
+        # are written as \xNN escapes.
         table = pa.table({("run" if n == "dir_name" else n):
-                          pa.array(cols[n].tolist() if cols[n].dtype == object else cols[n], type=types[n])
+                          pa.array([_utf8(v) for v in cols[n].tolist()] if cols[n].dtype == object else cols[n],
+                                   type=types[n])
                           for n in names})
         if output == "-":
             sys.stdout.flush()
@@ -142,7 +160,7 @@ def export(path: str, output: str, fmt: str = "csv", tags: Optional[str] = None,
             sys.stdout.buffer.flush()
         else:
             pq.write_table(table, output)
-    elif fmt == "csv":
+    else:
         # Names that are no UTF-8 (run folders, say) keep their bytes, as the file system has them.
         if output == "-":
             sys.stdout.flush()
@@ -159,8 +177,6 @@ def export(path: str, output: str, fmt: str = "csv", tags: Optional[str] = None,
                 f.detach()  # standard output stays open
             else:
                 f.close()
-    else:
-        raise ValueError(f"format: expected 'csv' or 'parquet', got {fmt!r}")
     return len(cols["step"])
 
 
