@@ -160,13 +160,19 @@ def test_sigterm_keeps_what_was_logged_and_still_ends_the_process(tmp_path):
 def test_a_child_forked_while_sigterm_drains_is_not_terminated_with_its_parent(tmp_path):
     # The SIGTERM the parent drains is not its child's: the child kept the mark, dropped all it
     # logged and, at its exit, waited for good for a watcher that only the parent has.
+    # The parent's worker is paused with a record queued, so that the drain lasts its whole 5 s
+    # and the fork surely falls inside it: with nothing to write, the watcher could end the
+    # parent before it forked (7 runs in 30 under load and ASan), and there was no child to test.
     pid_file = str(tmp_path / "child.pid")
     result = run_child(f"""
         import os, signal, sys, time
         import fasttb
+        from fasttb import _core
         w = fasttb.SummaryWriter({str(tmp_path / "parent")!r})
         w.add_scalar("x", 1.0, 0)
         w.flush()
+        _core._pause_worker(True)
+        w.add_scalar("x", 2.0, 1)
         os.kill(os.getpid(), signal.SIGTERM)
         if os.fork() == 0:
             quiet = os.open(os.devnull, os.O_WRONLY)  # (a child that hangs holds no pipe of the test's)
@@ -185,6 +191,7 @@ def test_a_child_forked_while_sigterm_drains_is_not_terminated_with_its_parent(t
     deadline = time.monotonic() + 30
     while not os.path.exists(pid_file) and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert os.path.exists(pid_file), "the child wrote no pid file within 30 s (it hung, or was never forked)"
     with open(pid_file) as f:
         pid = int(f.read())
 

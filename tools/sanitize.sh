@@ -46,12 +46,19 @@ if [ $# -eq 0 ]; then
   # bound (ASan holds freed memory in quarantine, TSan keeps shadow pages).
   # The reader's tests run under ASan only: its scanner shares nothing between threads, and
   # the DataFrames they build start pyarrow's threads, whose uninstrumented code TSan flags.
+  # Under ASan, one test more is left out: a child forked while the parent's SIGTERM drain runs
+  # can inherit a lock of ASan's allocator that another thread held (GCC 12's libasan takes no
+  # locks around fork), and hangs in its first malloc (seen in gdb: 3 runs in 30 under load).
   reader=""
-  [ "$kind" = address ] && reader=tests/test_reader.py
+  skip="not cannot_start and not memory_running_out and not memory_stays_near"
+  if [ "$kind" = address ]; then
+    reader=tests/test_reader.py
+    skip="$skip and not forked_while_sigterm_drains"
+  fi
   set -- tests/test_races.py tests/test_lifecycle.py tests/test_faults.py tests/test_reliability.py \
     tests/test_scalars.py tests/test_crc32c.py tests/test_wire.py tests/test_histogram_writer.py \
     tests/test_kinds.py tests/test_fuzz.py $reader tests/test_remote.py tests/test_device.py \
-    -k "not cannot_start and not memory_running_out and not memory_stays_near" -n auto --dist loadfile
+    -k "$skip" -n auto --dist loadfile
 fi
 # --capture=sys: a sanitizer writes its report to file descriptor 2 and may end the process at
 # once, before pytest could show what it captured there.
