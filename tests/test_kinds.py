@@ -644,6 +644,8 @@ BAD_CALLS = {
     "a datetime": lambda w: w.add_scalar("s", np.datetime64("2020-01-01")),
     "label_img a list": lambda w: w.add_embedding(np.ones((2, 2)), label_img=[np.zeros((3, 2, 2))] * 2),
     "sample rate 0": lambda w: w.add_audio("a", np.zeros(10), sample_rate=0),
+    "sample rate a word": lambda w: w.add_audio("a", np.zeros(10), sample_rate="fast"),
+    "sample rate None": lambda w: w.add_audio("a", np.zeros(10), sample_rate=None),
     "mesh of a str": lambda w: w.add_mesh("m", "x"),
     "raw PR counts as scalars": lambda w: w.add_pr_curve_raw("p", 1, 1, 1, 1, 1, 1),
     # Tags the stock writer joins to a str with "+", or puts in a repeated field: no None, no bytes.

@@ -72,6 +72,11 @@ class _SampleRateError(ValueError, wave.Error):
     """A sample rate of no samples per second (the stock writer's wave module refuses it)."""
 
 
+class _SampleRateTypeError(ArgumentValueTypeError, wave.Error):
+    """A sample rate that is no number: the stock writer's wave module fails on it when it
+    closes the header it could not complete ("sampling rate not specified")."""
+
+
 def _number(a: Any, argument: str) -> float:
     try:
         return float(a)
@@ -371,7 +376,10 @@ class KindsMixin:
             print("warning: audio amplitude out of range, auto clipped.")
         if samples.ndim != 1:
             raise ArgumentShapeError("input tensor should be 1 dimensional.")
-        rate = _number(sample_rate, "sample_rate")
+        try:
+            rate = _number(sample_rate, "sample_rate")
+        except ArgumentValueTypeError as exc:
+            raise _SampleRateTypeError(str(exc)) from None
         if not rate > 0.5:  # (rounded, 0 samples per second)
             raise _SampleRateError(f"sample_rate: must be a positive number of samples per second, got {sample_rate!r}")
         step = to_step(global_step)
