@@ -31,7 +31,7 @@ def test_streamed_histogram_after_the_file_failed(tmp_path):
     # fails the file (1 MiB size limit) while the caller is still copying 200 MB into the item:
     # the item must stay the caller's until the copy is done (before, it was freed under it).
     result = run_child(f"""
-        import errno, resource, sys, threading, numpy as np, fasttb
+        import errno, resource, sys, threading, time, numpy as np, fasttb
         from fasttb import _core
         from tensorboard.compat.proto import event_pb2
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
@@ -42,7 +42,13 @@ def test_streamed_histogram_after_the_file_failed(tmp_path):
         _core._pause_worker(True)
         for i in range(5):  # 5 MiB: the worker writes them out at 4 MiB, which fails
             w.file_writer.add_event(event_pb2.Event(step=i, graph_def=b"\\0" * (1 << 20)))
-        threading.Timer(0.005, _core._pause_worker, args=(False,)).start()
+
+        def release():  # once the histogram is queued, so that the failure meets its copy
+            while _core.engine_stats()["queue_bytes"] < 100 << 20:
+                time.sleep(0.0002)
+            _core._pause_worker(False)
+
+        threading.Thread(target=release, daemon=True).start()
         w.add_histogram("h", values, 1)
         try:
             w.add_scalar("after", 1.0, 2)
