@@ -583,6 +583,63 @@ def test_pivot_merges_as_tbparse_with_gaps_nan_and_repeated_steps(tmp_path):
                                           tbparse.SummaryReader(path, pivot=True, extra_columns=extra).scalars)
 
 
+def _png(pixels: np.ndarray, colour_type: int, bit_depth: int, extra: bytes = b"") -> bytes:
+    """A PNG written by hand (rows unfiltered): ``pixels`` (height, width, samples) of the given
+    colour type and bit depth, with ``extra`` chunks (PLTE, tRNS) before the image data."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + (zlib.crc32(kind + data) & 0xFFFFFFFF).to_bytes(4, "big")
+
+    height, width = pixels.shape[:2]
+    rows = []
+    for row in pixels.reshape(height, -1):
+        if bit_depth == 16:
+            data = row.astype(">u2").tobytes()
+        elif bit_depth == 8:
+            data = row.astype(np.uint8).tobytes()
+        else:
+            data = np.packbits(np.unpackbits(row.astype(np.uint8)[:, None], axis=1)[:, 8 - bit_depth:]).tobytes()
+        rows.append(b"\0" + data)
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([bit_depth, colour_type, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + extra + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+            + chunk(b"IEND", b""))
+
+
+def test_pngs_of_every_colour_type_and_depth_decode_as_tensorflow_decodes_them():
+    # tbparse decodes images with tf.image.decode_image; decode_image (Pillow) must give the
+    # same pixels, shape and dtype for PNGs written by any tool, not only by the stock writers.
+    # 16-bit grey and alpha came back as four channels (Pillow opens it as RGBA).
+    tf = pytest.importorskip("tensorflow", reason="TensorFlow is installed by .ci/run's last stage")
+    from fasttb.reader import decode_image
+
+    rng = np.random.default_rng(11)
+    cases = {}
+    for depth in (1, 2, 4, 8, 16):
+        cases[f"grey {depth}-bit"] = _png(rng.integers(0, 1 << depth, (5, 7, 1)), 0, depth)
+    for depth in (8, 16):
+        cases[f"RGB {depth}-bit"] = _png(rng.integers(0, 1 << depth, (5, 7, 3)), 2, depth)
+        cases[f"grey and alpha {depth}-bit"] = _png(rng.integers(0, 1 << depth, (5, 7, 2)), 4, depth)
+        cases[f"RGBA {depth}-bit"] = _png(rng.integers(0, 1 << depth, (5, 7, 4)), 6, depth)
+
+    def chunk(kind, data):
+        import zlib
+        return len(data).to_bytes(4, "big") + kind + data + (zlib.crc32(kind + data) & 0xFFFFFFFF).to_bytes(4, "big")
+
+    palette = chunk(b"PLTE", rng.integers(0, 256, 16 * 3).astype(np.uint8).tobytes())
+    cases["palette"] = _png(rng.integers(0, 16, (5, 7, 1)), 3, 8, palette)
+    cases["palette with alpha"] = _png(rng.integers(0, 16, (5, 7, 1)), 3, 8,
+                                       palette + chunk(b"tRNS", bytes(range(0, 160, 10))))
+    # A transparent colour of grey or RGB: TensorFlow keeps the channels as they are.
+    cases["grey with tRNS"] = _png(rng.integers(0, 256, (5, 7, 1)), 0, 8, chunk(b"tRNS", bytes([0, 7])))
+    cases["RGB with tRNS"] = _png(rng.integers(0, 256, (5, 7, 3)), 2, 8, chunk(b"tRNS", bytes([0, 7] * 3)))
+    for name, encoded in cases.items():
+        theirs = tf.io.decode_image(encoded).numpy()
+        ours = decode_image(encoded)
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, (name, ours.shape, theirs.shape)
+        assert (ours == theirs).all(), name
+
+
 def test_images_of_one_bit_and_sixteen_bit_grey_decode_as_tensorflow_decodes_them(tmp_path):
     # Not what torch's writer writes, but summaries built by hand: 1-bit grey came back as
     # booleans, 16-bit grey as three channels clipped to 255. TensorFlow's PNG decoder gives one

@@ -453,7 +453,14 @@ def decode_image(encoded: bytes) -> np.ndarray:
         elif im.mode in ("P", "CMYK", "YCbCr", "I", "F"):
             converted = im.convert("RGBA" if "transparency" in im.info else "RGB")
         pixels = np.asarray(converted)
+        if im.format == "PNG" and im.mode == "RGBA" and _png_colour_type(encoded) == 4:
+            pixels = pixels[:, :, [0, 3]]  # 16-bit grey and alpha, which Pillow opens as RGBA
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
+
+
+def _png_colour_type(encoded: bytes) -> int:
+    """The colour type in a PNG's header (0 grey, 2 RGB, 3 palette, 4 grey and alpha, 6 RGBA)."""
+    return encoded[25] if len(encoded) > 25 and encoded[12:16] == b"IHDR" else -1
 
 
 def decode_wav(encoded: bytes) -> Tuple[np.ndarray, int]:
