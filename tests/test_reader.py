@@ -500,8 +500,10 @@ def test_inspect_command(logs, tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 1 and "CORRUPT" in result.stdout
     # A file named as it is in the working directory (os.path.relpath raised on its empty dirname).
+    # The run's first file: by time, then by the writer's count (numbers: ".100" sorts before ".99"
+    # as text, which picked a later file when this process had opened a hundred writers).
     run = os.path.join(logs["fasttb"], "train")
-    name = sorted(os.listdir(run))[0]
+    name = min(os.listdir(run), key=lambda n: (int(n.split(".")[3]), int(n.split(".")[-1])))
     result = subprocess.run([sys.executable, "-m", "fasttb", "inspect", name], capture_output=True, text=True,
                             timeout=120, cwd=run)
     assert result.returncode == 0 and "steps 0..29" in result.stdout, result.stderr
