@@ -7,6 +7,7 @@ import glob
 import io
 import math
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -60,12 +61,26 @@ def read_records(path: str, allow_torn_tail: bool = False) -> List[bytes]:
     return out
 
 
+_STOCK_NAME = re.compile(r"tfevents\.(\d+)\..+\.\d+\.(\d+)(?:\D.*)?$")
+
+
+def creation_order(name: str):
+    """A sort key that puts the event files of the stock naming (`...tfevents.<T>.<host>.<pid>.<N>`,
+    N counting the writers of the process) in the order they were made: by T, then N as numbers.
+    As text, ".10" sorts before ".9", and a test that happened to cross such a count read a
+    run's files out of order. Other names sort after these, as text."""
+    base = os.path.basename(name)
+    match = _STOCK_NAME.search(base)
+    return (0, int(match.group(1)), int(match.group(2)), base) if match else (1, 0, 0, base)
+
+
 def event_files(directory: str) -> List[str]:
-    return sorted(glob.glob(os.path.join(str(directory), "*tfevents*")))
+    """The event files directly in `directory`, in the order they were made."""
+    return sorted(glob.glob(os.path.join(str(directory), "*tfevents*")), key=creation_order)
 
 
 def read_events(directory: str) -> List[event_pb2.Event]:
-    """Events of every file directly in `directory`, files in name order."""
+    """Events of every file directly in `directory`, files in the order they were made."""
     return [event_pb2.Event.FromString(p) for f in event_files(directory) for p in read_records(f)]
 
 
@@ -136,7 +151,7 @@ def read_tree(directory: str) -> Dict[str, List[event_pb2.Event]]:
     """Events of every event file under `directory`, by file, each checked record by record."""
     out = {}
     for root, _, names in os.walk(str(directory)):
-        for name in sorted(names):
+        for name in sorted(names, key=creation_order):
             if "tfevents" in name:
                 path = os.path.join(root, name)
                 out[path] = [event_pb2.Event.FromString(p) for p in read_records(path)]
