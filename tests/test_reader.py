@@ -585,14 +585,19 @@ def test_pivot_merges_as_tbparse_with_gaps_nan_and_repeated_steps(tmp_path):
                                           tbparse.SummaryReader(path, pivot=True, extra_columns=extra).scalars)
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data and CRC."""
+    import zlib
+
+    return len(data).to_bytes(4, "big") + kind + data + (zlib.crc32(kind + data) & 0xFFFFFFFF).to_bytes(4, "big")
+
+
 def _png(pixels: np.ndarray, colour_type: int, bit_depth: int, extra: bytes = b"") -> bytes:
     """A PNG written by hand (rows unfiltered): ``pixels`` (height, width, samples) of the given
     colour type and bit depth, with ``extra`` chunks (PLTE, tRNS) before the image data."""
     import zlib
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + kind + data + (zlib.crc32(kind + data) & 0xFFFFFFFF).to_bytes(4, "big")
-
+    chunk = _png_chunk
     height, width = pixels.shape[:2]
     rows = []
     for row in pixels.reshape(height, -1):
@@ -624,10 +629,7 @@ def test_pngs_of_every_colour_type_and_depth_decode_as_tensorflow_decodes_them()
         cases[f"grey and alpha {depth}-bit"] = _png(rng.integers(0, 1 << depth, (5, 7, 2)), 4, depth)
         cases[f"RGBA {depth}-bit"] = _png(rng.integers(0, 1 << depth, (5, 7, 4)), 6, depth)
 
-    def chunk(kind, data):
-        import zlib
-        return len(data).to_bytes(4, "big") + kind + data + (zlib.crc32(kind + data) & 0xFFFFFFFF).to_bytes(4, "big")
-
+    chunk = _png_chunk
     palette = chunk(b"PLTE", rng.integers(0, 256, 16 * 3).astype(np.uint8).tobytes())
     cases["palette"] = _png(rng.integers(0, 16, (5, 7, 1)), 3, 8, palette)
     cases["palette with alpha"] = _png(rng.integers(0, 16, (5, 7, 1)), 3, 8,

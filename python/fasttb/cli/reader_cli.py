@@ -107,16 +107,6 @@ def inspect(path: str, out: TextIO = sys.stdout) -> int:
     return status
 
 
-def _utf8(name: str) -> str:
-    """``name`` if it is valid UTF-8 text; else its file-system bytes with those that are no UTF-8
-    written as ``\\xNN``."""
-    try:
-        name.encode("utf-8")
-        return name
-    except UnicodeEncodeError:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def export(path: str, output: str, fmt: Optional[str] = None, tags: Optional[str] = None,
            skip_corrupt: bool = False) -> int:
     """Writes the scalars under ``path`` (run, tag, step, value, wall_time; sorted as the reader
@@ -151,7 +141,7 @@ def export(path: str, output: str, fmt: Optional[str] = None, tags: Optional[str
         # Parquet strings are UTF-8: the bytes of a name that is none (a run folder's, say)
         # are written as \xNN escapes.
         table = pa.table({("run" if n == "dir_name" else n):
-                          pa.array([_utf8(v) for v in cols[n].tolist()] if cols[n].dtype == object else cols[n],
+                          pa.array([_shown(v) for v in cols[n].tolist()] if cols[n].dtype == object else cols[n],
                                    type=types[n])
                           for n in names})
         if output == "-":
