@@ -318,8 +318,7 @@ def test_close_while_another_thread_logs_device_values():
     # The threads log a given number of calls between two closes (up to 300 each), so that the
     # work a close waits for stays bounded: when they logged without pause, a worker slower than
     # they were (under TSan, with other tests running) left each close() twice the backlog of the
-    # one before, and the test ran out of time. (Records made from landed device values are not
-    # counted against the queue limit; see the note on issue 14.)
+    # one before, and the test ran out of time.
     run_child(f"""
         import sys, tempfile, threading, time
         sys.path.insert(0, {TESTS!r})
@@ -360,6 +359,119 @@ def test_close_while_another_thread_logs_device_values():
         w.close()
         print("ok")
     """, timeout=120)
+
+
+def test_records_of_landed_device_values_count_against_the_queue_limit():
+    # The waiter thread makes the records of landed copies faster than a stopped worker writes
+    # them: they must wait for room, as a CPU caller's do, rather than pile up in their holds.
+    # The calls behind them then wait in the ring, which is bounded too.
+    run_child(f"""
+        import sys, tempfile, time
+        sys.path.insert(0, {TESTS!r})
+        import numpy as np
+        from fake_device import FakeBackend, FakeTensor
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        from fasttb import SummaryWriter, _core, _device
+        _device.use_backend(FakeBackend)
+        limit = 64 << 10
+        _core.set_queue_limit(limit)
+        d = tempfile.mkdtemp()
+        w = SummaryWriter(d)
+        w.add_scalar("a", 0.0, 0)
+        w.flush()
+        _core._pause_worker(True)
+        values = np.arange(2000.0)  # 16 KB a record
+        for i in range(100):
+            w.add_histogram("h", FakeTensor(values + i), i)
+        stager = _device.stager()
+        deadline = time.monotonic() + 10
+        last = None
+        while time.monotonic() < deadline:  # until the waiter stops making progress
+            time.sleep(0.2)
+            now = stager.pending()
+            if now == last:
+                break
+            last = now
+        queued = _core.engine_stats()["queue_bytes"]
+        pending = stager.pending()
+        _core._pause_worker(False)  # before any assert: a paused worker would hang the exit
+        print("queued", queued, "pending", pending)
+        assert 0 < queued <= limit + 20000, queued
+        assert pending > 80, pending
+        w.close()
+        acc = EventAccumulator(d, size_guidance={{"histograms": 0}})
+        acc.Reload()
+        steps = [e.step for e in acc.Histograms("h")]
+        assert steps == list(range(100)), steps
+        stats = _core.engine_stats()
+        assert stats["queue_bytes"] == 0
+        assert stats["queue_high_water"] <= limit + 20000, stats  # while they drained, too
+        print("ok")
+    """, timeout=60)
+
+
+def test_threads_logging_device_and_plain_values_through_a_small_queue_lose_nothing():
+    # Fillers waiting for room beside callers in line for it, the worker waiting at holds, and
+    # the ring full: everything is written, in each thread's order, and nothing hangs.
+    run_child(f"""
+        import sys, tempfile, threading
+        sys.path.insert(0, {TESTS!r})
+        import numpy as np
+        from fake_device import FakeBackend, FakeTensor
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        from fasttb import SummaryWriter, _core, _device
+        _device.use_backend(FakeBackend)
+        _core.set_queue_limit(32 << 10)
+        d = tempfile.mkdtemp()
+        w = SummaryWriter(d)
+        def log(k, device):
+            wrap = FakeTensor if device else np.asarray
+            for i in range(150):
+                w.add_scalar(f"s{{k}}", wrap(np.array(float(i))), i)
+                w.add_histogram(f"h{{k}}", wrap(np.arange(1000.0) + i), i)  # 8 KB a record
+        threads = [threading.Thread(target=log, args=(k, k % 2 == 0)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        w.close()
+        acc = EventAccumulator(d, size_guidance={{"scalars": 0, "histograms": 0}})
+        acc.Reload()
+        for k in range(4):
+            assert [e.step for e in acc.Scalars(f"s{{k}}")] == list(range(150)), k
+            hist = acc.Histograms(f"h{{k}}")
+            assert [e.step for e in hist] == list(range(150)), k
+            assert [e.histogram_value.max for e in hist] == [999.0 + i for i in range(150)], k
+        assert w.stats()["dropped"] == 0
+        print("ok")
+    """, timeout=120)
+
+
+def test_a_hold_filled_while_the_worker_waits_at_an_earlier_one_goes_over_the_limit(tmp_path):
+    # Out of order: the worker waits at `first`, so no room can come before `first` is filled;
+    # filling `second` meanwhile must not wait for it.
+    run_child(f"""
+        import numpy as np
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        from fasttb import SummaryWriter, _core
+        _core.set_queue_limit(64 << 10)
+        d = {str(tmp_path)!r}
+        w = SummaryWriter(d)
+        core = w._main()
+        first = core.push_hold()
+        w.add_histogram("h", np.arange(2000.0), 10)  # 16 KB a record
+        second = core.push_hold()
+        w.add_histogram("h", np.arange(2000.0), 20)
+        second.fill(lambda: [w.add_histogram("h", np.arange(2000.0), 11 + i) for i in range(5)])
+        first.fill(lambda: [w.add_histogram("h", np.arange(2000.0), i) for i in range(5)])
+        w.close()
+        acc = EventAccumulator(d, size_guidance={{"histograms": 0}})
+        acc.Reload()
+        steps = [e.step for e in acc.Histograms("h")]
+        assert steps == [0, 1, 2, 3, 4, 10, 11, 12, 13, 14, 15, 20], steps
+        assert _core.engine_stats()["queue_bytes"] == 0
+        print("ok")
+    """, timeout=60)
 
 
 def test_a_call_whose_file_closes_while_its_records_are_made_is_dropped(fake, tmp_path):

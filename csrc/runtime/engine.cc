@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "runtime/event_file.h"
+#include "runtime/hold.h"
 #include "runtime/termination.h"
 
 namespace fasttb {
@@ -277,6 +278,47 @@ Engine::Waited Engine::push_when_room(Item* item, const std::atomic<bool>& give_
     return result;
 }
 
+bool Engine::count_held(size_t bytes) {
+    const size_t pushed = pushed_.fetch_add(bytes, std::memory_order_seq_cst) + bytes;
+    const size_t queued = pushed - released_.load(std::memory_order_seq_cst);
+    // As in try_push, a record larger than the whole bound goes through once the queue is empty.
+    // Once halting, the worker takes nothing more: no room would ever come.
+    if (queued > limit_.load(std::memory_order_relaxed) && queued != bytes &&
+        !halting_.load(std::memory_order_relaxed)) {
+        pushed_.fetch_sub(bytes, std::memory_order_relaxed);
+        return false;
+    }
+    note_high_water(queued);
+    return true;
+}
+
+Engine::Waited Engine::count_held_when_room(size_t bytes, Hold& hold, const std::atomic<bool>& give_up,
+                                            CallerLock& lock) {
+    // Counted before the first look at released_: release() then sees it (both seq_cst) and
+    // wakes us, or we see what it released.
+    fillers_waiting_.fetch_add(1, std::memory_order_seq_cst);
+    wake();  // a napping worker may have room to give back
+    Waited result = Waited::queued;
+    const bool done = wait_released(lock, [&](std::chrono::milliseconds slice) {
+        std::unique_lock<std::mutex> guard(mutex_);
+        // A cancel does not wake us: it is seen within a slice (it happens only at exit).
+        return room_cv_.wait_for(guard, slice, [&] {
+            if (give_up.load(std::memory_order_acquire) || hold.resolved()) {
+                result = Waited::gave_up;
+                return true;
+            }
+            if (awaited_ == &hold || (awaited_ && !awaited_->resolved())) {
+                note_high_water(pushed_.fetch_add(bytes, std::memory_order_seq_cst) + bytes -
+                                released_.load(std::memory_order_seq_cst));
+                return true;
+            }
+            return count_held(bytes);
+        });
+    });
+    fillers_waiting_.fetch_sub(1, std::memory_order_seq_cst);
+    return done ? result : Waited::interrupted;
+}
+
 void Engine::leave_line_for_good() {
     if (!place_in_line_) return;
     std::lock_guard<std::mutex> guard(mutex_);
@@ -319,7 +361,7 @@ void Engine::wake() {
 void Engine::release(size_t bytes) {
     if (!bytes) return;
     released_.fetch_add(bytes, std::memory_order_seq_cst);
-    if (waiting_.load(std::memory_order_seq_cst) > 0) {
+    if (waiting_.load(std::memory_order_seq_cst) > 0 || fillers_waiting_.load(std::memory_order_seq_cst) > 0) {
         std::lock_guard<std::mutex> lock(mutex_);
         room_cv_.notify_all();
     }

@@ -31,6 +31,8 @@
 
 namespace fasttb {
 
+class Hold;
+
 class Engine {
 public:
     // The engine of this process, started (with its thread) on first use. On failure (a bad
@@ -61,6 +63,21 @@ public:
     void wake_room_waiters();
     // The calling thread, waiting for room, will never come back (abandon_calling_thread).
     void leave_line_for_good();
+
+    // The records a hold's filler makes (EventWriter::fill) are counted as pushes are, so that
+    // holds filled faster than the worker writes them are bounded by the same limit. The record
+    // goes into its hold, not the queue, and the filler never joins the line: its records come
+    // before everything queued after the hold. Never blocks. True: counted; false: no room now.
+    bool count_held(size_t bytes);
+    // Waits without `lock` until the record fits, then counts it (queued). The bound gives way
+    // while the worker waits at `hold`, or at a hold still unfilled (one filled out of order
+    // could otherwise wait for room that comes only after it): no room comes back meanwhile.
+    // gave_up: `give_up` became true, or `hold` was cancelled; interrupted: a signal handler
+    // raised.
+    Waited count_held_when_room(size_t bytes, Hold& hold, const std::atomic<bool>& give_up,
+                                CallerLock& lock);
+    // Takes back what count_held counted, for a record its hold refused (cancelled).
+    void uncount_held(size_t bytes) { pushed_.fetch_sub(bytes, std::memory_order_relaxed); }
 
     // A control item (flush, close, a file's first records): never counted, never refused.
     // `urgent` (a caller waits for it) wakes the worker at once; otherwise the worker takes it
@@ -126,6 +143,7 @@ private:
     std::atomic<size_t> high_water_{0};
     std::atomic<size_t> limit_;
     std::atomic<uint32_t> waiting_{0};  // producers in line for room
+    std::atomic<uint32_t> fillers_waiting_{0};  // fillers of holds waiting for room (not in line)
     alignas(64) std::atomic<size_t> released_{0};
     std::atomic<bool> sleeping_{false};      // worker waits for a wake(); producers must wake it
     std::atomic<bool> wake_pending_{false};  // a producer already asked for an early wake-up
@@ -149,6 +167,9 @@ private:
     bool woken_ = false;           // guarded by mutex_
     bool paused_ = false;          // guarded by mutex_
     bool parked_ = false;          // guarded by mutex_: the worker is waiting while paused_
+    // The hold the worker waits at, guarded by mutex_. The worker holds a reference to it until
+    // it has set this back to null, so it may be looked at with mutex_ held.
+    Hold* awaited_ = nullptr;
     std::condition_variable parked_cv_;
     bool fits(size_t bytes) const;
     void note_high_water(size_t queued);

@@ -145,25 +145,42 @@ void Engine::handle(Item* item) {
 // Waits for the hold's records and writes them in its place. The wait is for another thread of
 // this process (the one copying a tensor from the GPU, say), never for the GIL: that thread makes
 // its records with the GIL and publishes without it, and a hold whose filler is gone was
-// cancelled by its handle. Records a cancel dropped count as lost.
+// cancelled by its handle. Records a cancel dropped count as lost. The records were counted as
+// queued when they went into the hold (count_held); their room goes back here.
 void Engine::handle_hold(Item* item) {
     Hold* hold = item->hold;
     item->hold = nullptr;
     retire(item);
+    // While the worker waits here no room comes back, so this hold's filler, if it waits for
+    // room, goes over the bound instead (count_held_when_room).
+    const bool waits = !hold->resolved();
+    if (waits) {
+        std::lock_guard<std::mutex> guard(mutex_);
+        awaited_ = hold;
+        room_cv_.notify_all();
+    }
     Item* dropped = nullptr;
     Item* items = hold->take(&dropped);
+    if (waits) {
+        std::lock_guard<std::mutex> guard(mutex_);
+        awaited_ = nullptr;  // before our reference goes
+    }
     hold->release();
+    size_t freed = 0;
     for (Item* it = items; it;) {
         Item* next = static_cast<Item*>(it->next.load(std::memory_order_relaxed));
+        freed += it->accounted;
         handle(it);
         it = next;
     }
     for (Item* it = dropped; it;) {
         Item* next = static_cast<Item*>(it->next.load(std::memory_order_relaxed));
+        freed += it->accounted;
         if (it->file) it->file->state().lost.fetch_add(1, std::memory_order_relaxed);
         retire(it);
         it = next;
     }
+    release(freed);
 }
 
 // A side file belongs to the event file's writer: its failure is that file's failure, naming the

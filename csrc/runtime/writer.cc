@@ -140,12 +140,21 @@ Status EventWriter::push_waiting(Item* item, CallerLock& lock, bool* queued) {
     if (queued) *queued = false;
     state_->stalls.fetch_add(1, std::memory_order_relaxed);
     const Pin pinned = pin();  // the wait lets the lock go; the item names our file
-    switch (engine_->push_when_room(item, closing_, lock)) {
+    Hold* hold = Hold::filling();
+    const Engine::Waited waited = hold ? engine_->count_held_when_room(item->accounted, *hold, closing_, lock)
+                                       : engine_->push_when_room(item, closing_, lock);
+    switch (waited) {
         case Engine::Waited::queued:
-            if (queued) *queued = true;
+            if (hold) add_to_hold(hold, item);
+            if (queued) *queued = !hold || !last_dropped_;
             return {};
         case Engine::Waited::gave_up:
             discard(item);
+            if (hold && !closing_.load(std::memory_order_acquire)) {  // the hold was cancelled
+                state_->dropped.fetch_add(1, std::memory_order_relaxed);
+                last_dropped_ = true;
+                return {};
+            }
             return Status::closed(path());
         case Engine::Waited::interrupted:
             discard(item);
@@ -241,15 +250,22 @@ Status EventWriter::push_hold(Hold** out) {
 }
 
 bool EventWriter::fill(Hold* hold, Item* item) {
-    item->accounted = 0;  // a hold's records are bounded by whoever fills it, not by the queue
+    if (!engine_->count_held(item->accounted)) return false;
+    add_to_hold(hold, item);
+    return true;
+}
+
+void EventWriter::add_to_hold(Hold* hold, Item* item) {
+    const size_t size = item->accounted;
     if (hold->append(item)) {
         last_dropped_ = false;
-    } else {  // cancelled while being filled
-        discard(item);
-        state_->dropped.fetch_add(1, std::memory_order_relaxed);
-        last_dropped_ = true;
+        return;
     }
-    return true;
+    // Cancelled while being filled.
+    engine_->uncount_held(size);
+    discard(item);
+    state_->dropped.fetch_add(1, std::memory_order_relaxed);
+    last_dropped_ = true;
 }
 
 Status EventWriter::close(CallerLock& lock, bool wait_for_it) {

@@ -66,7 +66,9 @@ public:
     // Queues `item` (made by make_item, under the lock or under a Pin). When the queue is full
     // it waits for room without the lock, unless the drop policy is on; such a wait gives up with
     // Status::closed if the writer starts closing meanwhile. The item is consumed either way;
-    // *queued (when given) says whether it was queued rather than dropped or given up.
+    // *queued (when given) says whether it was queued rather than dropped or given up. While
+    // this thread fills a hold it waits whatever the policy: the filler is not the logging call
+    // (it is the device's waiter thread), and the calls behind it wait, or drop, at their ring.
     Status push(Item* item, CallerLock& lock, bool* queued = nullptr) {
         if (try_push(item)) {
             if (queued) *queued = !last_dropped_;
@@ -134,7 +136,10 @@ public:
     Status fail(int err, std::string_view context, std::string_view path);
 
 private:
-    bool fill(Hold* hold, Item* item);  // try_push while filling: the item goes into `hold`
+    // try_push while filling: the item goes into `hold`, counted against the queue's bound
+    // (Engine::count_held). False when there is no room now (the item is still the caller's).
+    bool fill(Hold* hold, Item* item);
+    void add_to_hold(Hold* hold, Item* item);  // once counted: appended, or dropped if cancelled
     EventWriter(Engine* engine, EventFile* file, std::shared_ptr<FileState> state, bool drop_when_full);
     Status wait(Completion* done, CallerLock& lock);
     Status wait_for_close(CallerLock& lock);  // once closing: the close's end, and its error

@@ -27,7 +27,10 @@ that waits for every kernel already queued), fasttb does this:
 The buffer is a ring, freed in the order it is taken. When it is full the caller waits for the
 waiter (no device-wide synchronisation: only the copies already queued must finish), or, with
 ``on_full="drop"``, the call is dropped and counted in ``stats()["dropped"]``. A tensor larger
-than the ring gets a pinned buffer of its own once the ring is empty. ``flush()`` and ``close()``
+than the ring gets a pinned buffer of its own once the ring is empty. The records the waiter
+makes count against the queue's bound (``FASTTB_QUEUE_BYTES``) as a CPU call's do: when the
+worker falls behind, the waiter waits for room, and so the calls behind it wait in the ring
+(or drop) instead of piling up in host memory. ``flush()`` and ``close()``
 first wait for the calls already taken; at interpreter exit the waiter is given
 ``FASTTB_DEVICE_EXIT_TIMEOUT`` seconds (10) to finish, then what is left is cancelled and lost.
 
