@@ -447,6 +447,79 @@ def test_threads_logging_device_and_plain_values_through_a_small_queue_lose_noth
     """, timeout=120)
 
 
+STALLED_WORKER = """
+    import sys, tempfile, time
+    sys.path.insert(0, {tests!r})
+    import numpy as np
+    from fake_device import FakeBackend, FakeTensor
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from fasttb import SummaryWriter, _core, _device
+    _device.use_backend(FakeBackend)
+    _core.set_queue_limit(64 << 10)  # four of the histograms below
+    d = tempfile.mkdtemp()
+
+    def settle(stager):
+        last = None
+        for _ in range(50):  # until the waiter stops making progress
+            time.sleep(0.2)
+            if stager.pending() == last:
+                return
+            last = stager.pending()
+
+    def histogram_steps():
+        acc = EventAccumulator(d, size_guidance={{"histograms": 0}})
+        acc.Reload()
+        return [e.step for e in acc.Histograms("h")]
+"""
+
+
+def test_a_full_queue_never_makes_a_dropping_caller_wait_for_device_records():
+    # on_full="drop": the waiter waits for room in the queue, and the calls behind it drop at the
+    # ring rather than wait. Were the caller made to wait, the stopped worker would hang it.
+    run_child(STALLED_WORKER.format(tests=TESTS) + """
+    w = SummaryWriter(d, on_full="drop")
+    w.add_scalar("a", 0.0, 0)
+    w.flush()
+    _core._pause_worker(True)
+    for i in range(40):
+        w.add_histogram("h", FakeTensor(np.arange(2000.0) + i), i)
+    settle(_device.stager())
+    _core._pause_worker(False)
+    w.close()
+    steps, dropped = histogram_steps(), w.stats()["dropped"]
+    print(steps, dropped)
+    # Calls drop while the ring is full, and later ones get in once it has room again.
+    assert steps == sorted(set(steps)) and steps[:4] == [0, 1, 2, 3], steps
+    assert len(steps) + dropped == 40
+    print("ok")
+    """, env={"FASTTB_PINNED_BYTES": str(4 * 16000)}, timeout=60)
+
+
+def test_cancelling_at_exit_ends_a_wait_for_room_of_the_device_waiter():
+    # At exit the calls still pending are cancelled (finish_at_exit); the waiter may be waiting
+    # for room for one of them (a hung worker): that wait must end, and the call's record drop.
+    run_child(STALLED_WORKER.format(tests=TESTS) + """
+    w = SummaryWriter(d)
+    w.add_scalar("a", 0.0, 0)
+    w.flush()
+    _core._pause_worker(True)
+    for i in range(20):
+        w.add_histogram("h", FakeTensor(np.arange(2000.0) + i), i)
+    stager = _device.stager()
+    settle(stager)
+    assert stager.pending() == 16, stager.pending()  # four made, the fifth waits for room
+    assert stager.cancel_pending() == 16
+    stager._thread.join(5)
+    alive = stager._thread.is_alive()
+    _core._pause_worker(False)
+    assert not alive, "the waiter still waits for room"
+    w.close()
+    assert histogram_steps() == [0, 1, 2, 3]
+    assert w.stats()["dropped"] == 1  # the fifth, dropped as it waited
+    print("ok")
+    """, timeout=60)
+
+
 def test_a_hold_filled_while_the_worker_waits_at_an_earlier_one_goes_over_the_limit(tmp_path):
     # Out of order: the worker waits at `first`, so no room can come before `first` is filled;
     # filling `second` meanwhile must not wait for it.
