@@ -314,18 +314,22 @@ def test_threads_logging_device_and_plain_values_lose_nothing(fake, ring, tmp_pa
             assert scalars(str(tmp_path), tag) == [(i, float(i)) for i in range(300)], tag
 
 
-def test_close_while_another_thread_logs_device_values():
+@pytest.mark.parametrize("queue_bytes", [0, 4096], ids=["default queue", "4 KiB queue"])
+def test_close_while_another_thread_logs_device_values(queue_bytes):
     # The threads log a given number of calls between two closes (up to 300 each), so that the
     # work a close waits for stays bounded: when they logged without pause, a worker slower than
     # they were (under TSan, with other tests running) left each close() twice the backlog of the
-    # one before, and the test ran out of time.
+    # one before, and the test ran out of time. With a small queue, the waiter thread and the
+    # callers wait for room when close() comes, and must give up.
     run_child(f"""
         import sys, tempfile, threading, time
         sys.path.insert(0, {TESTS!r})
         import numpy as np
         from fake_device import FakeBackend, FakeTensor
-        from fasttb import SummaryWriter, _device
+        from fasttb import SummaryWriter, _core, _device
         _device.use_backend(FakeBackend)
+        if {queue_bytes}:
+            _core.set_queue_limit({queue_bytes})
         w = SummaryWriter(tempfile.mkdtemp())
         stop = False
         budget = threading.Semaphore(0)
