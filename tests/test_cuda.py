@@ -222,7 +222,7 @@ def test_a_worker_that_falls_behind_keeps_host_memory_bounded():
     # The records of landed copies count against the queue's bound: with the worker stopped, the
     # waiter makes as many as fit and the other calls wait in the pinned ring (test_device.py
     # has the same with a stand-in device).
-    run_child(f"""
+    run_child("""
         import tempfile, time
         import torch
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -254,7 +254,7 @@ def test_a_worker_that_falls_behind_keeps_host_memory_bounded():
         assert 0 < queued <= limit + (1 << 20), queued
         assert pending > 30, pending
         w.close()
-        acc = EventAccumulator(d, size_guidance={{"histograms": 0}})
+        acc = EventAccumulator(d, size_guidance={"histograms": 0})
         acc.Reload()
         hist = acc.Histograms("h")
         assert [e.step for e in hist] == list(range(50))

@@ -524,6 +524,33 @@ def test_cancelling_at_exit_ends_a_wait_for_room_of_the_device_waiter():
     """, timeout=60)
 
 
+def test_a_caller_in_line_for_room_and_the_waiter_both_get_in_when_the_worker_goes_on():
+    # The queue is full; the waiter waits for room for a device call's record, and a CPU caller
+    # waits in line behind it. Callers in line go first, then the waiter's record goes into its
+    # hold; the file keeps call order.
+    run_child(STALLED_WORKER.format(tests=TESTS) + """
+    import threading
+    w = SummaryWriter(d)
+    w.add_scalar("a", 0.0, 0)
+    w.flush()
+    _core._pause_worker(True)
+    for i in range(4):
+        w.add_histogram("h", np.arange(2000.0) + i, i)  # the queue is full
+    w.add_histogram("h", FakeTensor(np.arange(2000.0) + 4), 4)
+    cpu = threading.Thread(target=w.add_histogram, args=("h", np.arange(6000.0), 5))
+    cpu.start()
+    settle(_device.stager())
+    assert _device.stager().pending() == 1 and cpu.is_alive()  # both wait
+    _core._pause_worker(False)
+    cpu.join(10)
+    assert not cpu.is_alive()
+    w.close()
+    assert histogram_steps() == [0, 1, 2, 3, 4, 5]
+    assert w.stats()["dropped"] == 0
+    print("ok")
+    """, timeout=60)
+
+
 def test_a_hold_filled_while_the_worker_waits_at_an_earlier_one_goes_over_the_limit(tmp_path):
     # Out of order: the worker waits at `first`, so no room can come before `first` is filled;
     # filling `second` meanwhile must not wait for it.

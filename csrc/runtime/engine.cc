@@ -279,6 +279,8 @@ Engine::Waited Engine::push_when_room(Item* item, const std::atomic<bool>& give_
 }
 
 bool Engine::count_held(size_t bytes) {
+    if (waiting_.load(std::memory_order_seq_cst) != 0 && !halting_.load(std::memory_order_relaxed))
+        return false;  // callers wait in line: they go first
     const size_t pushed = pushed_.fetch_add(bytes, std::memory_order_seq_cst) + bytes;
     const size_t queued = pushed - released_.load(std::memory_order_seq_cst);
     // As in try_push, a record larger than the whole bound goes through once the queue is empty.

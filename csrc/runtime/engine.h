@@ -66,8 +66,9 @@ public:
 
     // The records a hold's filler makes (EventWriter::fill) are counted as pushes are, so that
     // holds filled faster than the worker writes them are bounded by the same limit. The record
-    // goes into its hold, not the queue, and the filler never joins the line: its records come
-    // before everything queued after the hold. Never blocks. True: counted; false: no room now.
+    // goes into its hold, not the queue. The filler does not join the line, but it lets callers
+    // in line go first: they block the caller's loop, and the filler is a background thread.
+    // Never blocks. True: counted; false: no room now.
     bool count_held(size_t bytes);
     // Waits without `lock` until the record fits, then counts it (queued). The bound gives way
     // while the worker waits at `hold`, or at a hold still unfilled (one filled out of order
