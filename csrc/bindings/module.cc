@@ -639,7 +639,7 @@ void register_engine(py::module_& m) {
         fasttb::Unlocked unlocked(lock);
         engine->set_paused(paused);
     },
-          py::arg("paused"), "Benchmarks only: stop (or restart) the worker taking items.");
+          py::arg("paused"), "Benchmarks and tests only: stop (or restart) the worker taking items.");
     m.def("set_queue_limit", [started](size_t bytes) {
         if (bytes == 0) throw py::value_error("bytes: must be positive");
         started()->set_limit(bytes);
