@@ -154,6 +154,7 @@ def test_a_full_ring_makes_the_caller_wait_for_the_copies(fake, ring, tmp_path):
     w.close()
     assert scalars(str(tmp_path), "a") == [(0, 0.0), (1, 1.0), (2, 2.0)]
     assert scalars(str(tmp_path), "cpu") == [(0, 1.0)]
+    assert w.stats()["stalls"] == 1  # the third call
 
 
 def test_a_full_ring_drops_calls_under_on_full_drop(fake, ring, tmp_path):
@@ -407,9 +408,10 @@ def test_records_of_landed_device_values_count_against_the_queue_limit():
         acc.Reload()
         steps = [e.step for e in acc.Histograms("h")]
         assert steps == list(range(100)), steps
-        stats = _core.engine_stats()
+        stats = w.stats()
         assert stats["queue_bytes"] == 0
         assert stats["queue_high_water"] <= limit + 20000, stats  # while they drained, too
+        assert stats["stalls"] == 0, stats  # the waiter thread waited; no logging call did
         print("ok")
     """, timeout=60)
 

@@ -28,7 +28,7 @@ struct FileState {
     std::atomic<uint64_t> records_written{0};
     std::atomic<uint64_t> bytes_written{0};
     std::atomic<uint64_t> dropped{0};   // refused by the drop policy while the queue was full
-    std::atomic<uint64_t> stalls{0};    // pushes that had to wait for room
+    std::atomic<uint64_t> stalls{0};    // logging calls' pushes that had to wait for room
     std::atomic<uint64_t> lost{0};      // records the file could not take after an error
 
     // errno of the first failure, 0 while healthy; set once, by the worker.

@@ -138,9 +138,11 @@ void abandon_calling_thread() {
 
 Status EventWriter::push_waiting(Item* item, CallerLock& lock, bool* queued) {
     if (queued) *queued = false;
-    state_->stalls.fetch_add(1, std::memory_order_relaxed);
-    const Pin pinned = pin();  // the wait lets the lock go; the item names our file
     Hold* hold = Hold::filling();
+    // A stall is a logging call that waited; a hold's filler is not one (the device's waiter
+    // thread: the calls behind it count their own waits, at the ring).
+    if (!hold) state_->stalls.fetch_add(1, std::memory_order_relaxed);
+    const Pin pinned = pin();  // the wait lets the lock go; the item names our file
     const Engine::Waited waited = hold ? engine_->count_held_when_room(item->accounted, *hold, closing_, lock)
                                        : engine_->push_when_room(item, closing_, lock);
     switch (waited) {

@@ -64,6 +64,8 @@ ALIGN = 64
 # Calls waiting for their copies at most (then the caller waits, or drops): about a hundred
 # steps of a loop that logs ten values per step, and a bound on the waiter's backlog.
 MAX_PENDING_CALLS = 1024
+# What submit() did with a call.
+QUEUED, WAITED, DROPPED = 0, 1, 2
 
 
 class DeviceCallError(RuntimeError):
@@ -231,24 +233,26 @@ class Stager:
             return 0 if nbytes <= tail else -1  # wrap, leaving the end unused
         return self._head if self._head + nbytes <= tail else -1
 
-    def _take(self, size: int, block: bool) -> Optional[int]:
+    def _take(self, size: int, block: bool) -> Tuple[Optional[int], bool]:
         """A slice of ``size`` bytes (a multiple of ALIGN) for a new call, waiting while the ring or
-        the queue of calls is full (None instead when not ``block``). -1: the call gets a buffer
-        of its own, one such call at a time, once the ring is empty."""
+        the queue of calls is full (None instead when not ``block``), and whether it waited. -1:
+        the call gets a buffer of its own, one such call at a time, once the ring is empty."""
+        waited = False
         while True:
             if len(self._calls) < MAX_PENDING_CALLS:
                 if size > self.capacity:
                     if not self._taken and not self._own_buffer:
                         self._own_buffer = True
-                        return -1
+                        return -1, waited
                 else:
                     offset = self._fit(size)
                     if offset >= 0:
                         self._taken.append((offset, size))
                         self._head = offset + size
-                        return offset
+                        return offset, waited
             if not block:
-                return None
+                return None, waited
+            waited = True
             self._cond.wait()
 
     def _give_back(self, offset: int) -> None:
@@ -261,9 +265,10 @@ class Stager:
     # -- callers -----------------------------------------------------------------------------------
 
     def submit(self, owner: Any, core: Any, values: Sequence[Any],
-               make: Callable[[List[np.ndarray]], None], drop: bool) -> bool:
+               make: Callable[[List[np.ndarray]], None], drop: bool) -> int:
         """Queue a call: a hold on ``core``, the copies of ``values``, and ``make(arrays)`` to run
-        on the waiter once they have landed. False when the call was dropped (ring full)."""
+        on the waiter once they have landed. Returns QUEUED, WAITED (queued once the ring had
+        room) or DROPPED (ring full, under ``drop``)."""
         if os.getpid() != self.pid:
             raise DeviceCallError(
                 "fasttb: CUDA tensors cannot be logged in a forked child process, which cannot use "
@@ -277,9 +282,9 @@ class Stager:
             size += max(ALIGN, (backend.nbytes(v) + ALIGN - 1) // ALIGN * ALIGN)
         with self._cond:
             self._ensure_thread()
-            offset = self._take(size, block=not drop)
+            offset, waited = self._take(size, block=not drop)
             if offset is None:
-                return False
+                return DROPPED
             hold = None
             try:
                 hold = core.push_hold()
@@ -301,7 +306,7 @@ class Stager:
             self._submitted += 1
             self._calls.append(_Call(hold, ticket, arrays, make, weakref.ref(owner), offset, self._submitted))
             self._cond.notify_all()
-        return True
+        return WAITED if waited else QUEUED
 
     def _give_back_unused(self, offset: int) -> None:
         # The slice of a call that never got queued: the newest in the ring (taken under the lock
@@ -455,7 +460,7 @@ def stager() -> Optional[Stager]:
 
 
 def submit(owner: Any, core: Any, values: Sequence[Any], make: Callable[[List[np.ndarray]], None],
-           drop: bool) -> bool:
+           drop: bool) -> int:
     """See Stager.submit."""
     return _get().submit(owner, core, values, make, drop)
 

@@ -546,6 +546,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         # CUDA calls dropped: the pinned ring was full under on_full="drop", or another thread's
         # close() came before their values did
         self._device_dropped = 0
+        self._device_stalls = 0  # CUDA calls that waited for room in the pinned ring
         self._get_file_writer()
 
     # -- writers -------------------------------------------------------------------------------
@@ -631,8 +632,11 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
                     raise
                 self._device_dropped += 1
 
-        if not _device.submit(self, core, values, make_unless_closed, self._on_full == "drop"):
+        outcome = _device.submit(self, core, values, make_unless_closed, self._on_full == "drop")
+        if outcome == _device.DROPPED:
             self._device_dropped += 1
+        elif outcome == _device.WAITED:
+            self._device_stalls += 1
 
     @staticmethod
     def _host_pixels(a: np.ndarray) -> np.ndarray:
@@ -1048,6 +1052,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
             for key, value in _file_stats(writer).items():
                 totals[key] += value
         totals["dropped"] += self._device_dropped
+        totals["stalls"] += self._device_stalls
         totals.update(_core.engine_stats())
         if self._remote_root is not None:
             totals.update(self._remote_root.stats())
