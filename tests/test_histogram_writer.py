@@ -258,3 +258,31 @@ def test_default_bins_changed_in_place_or_replaced_as_in_the_stock_writers(tmp_p
                 change(w)
                 w.add_histogram("h", values, 1)
     assert_same_runs(str(tmp_path / stock.__module__), str(tmp_path / ours.__module__))
+
+
+@pytest.mark.parametrize("dialect", ["torch", "tensorboardX"])
+def test_masked_arrays_as_in_the_stock_writers(tmp_path, dialect):
+    # The stock writers count masked values in the buckets (np.histogram ignores the mask) but
+    # not in min, max, sum and the sum of squares (the masked array's own methods); the native
+    # kernel read the raw values for all of them.
+    from conftest import assert_same_runs
+
+    if dialect == "torch":
+        stock, ours = TorchWriter, SummaryWriter
+    else:
+        import tensorboardX
+
+        import fasttb.tensorboardX
+
+        stock, ours = tensorboardX.SummaryWriter, fasttb.tensorboardX.SummaryWriter
+    masked = np.ma.masked_array(RNG.standard_normal(1000), mask=RNG.random(1000) < 0.3)
+    masked[masked.argmax()] = np.ma.masked  # the largest value is masked: max tells
+    for writer in (stock, ours):
+        with writer(str(tmp_path / writer.__module__)) as w:
+            w.add_histogram("h", masked, 0, walltime=1.0)
+            w.add_histogram("h", masked.astype(np.float32), 1, walltime=2.0, max_bins=20)
+            w.add_histogram("h", masked, 2, walltime=3.0, bins=30)
+    assert_same_runs(str(tmp_path / stock.__module__), str(tmp_path / ours.__module__))
+    histograms = accumulator(str(tmp_path / ours.__module__)).Histograms("h")
+    assert histograms[0].histogram_value.max == masked.max() < masked.data.max()
+    assert histograms[0].histogram_value.num == 1000

@@ -48,9 +48,9 @@ def histogram_request(values: Any, bins: Any, max_bins: Any) -> tuple:
     applies is left to the core (``tensorflow_histogram_is_empty``: no value inside the edges,
     and ``max_bins != 1``, since one merged bin is kept even when empty).
 
-    Otherwise returns ``("computed", (min, max, num, sum, sum_squares, bucket_limit, bucket))``
-    computed here exactly as the stock writer does, ready for ``add_histogram_raw``-style
-    encoding.
+    Otherwise (or for a numpy masked array) returns ``("computed", (min, max, num, sum,
+    sum_squares, bucket_limit, bucket))`` computed here exactly as the stock writer does, ready
+    for ``add_histogram_raw``-style encoding.
 
     Raises what the stock writer raises: ``NotImplementedError`` for lists and other non-arrays,
     ``ValueError("The input has no element.")`` for empty input, ``ZeroDivisionError`` (also a
@@ -60,6 +60,13 @@ def histogram_request(values: Any, bins: Any, max_bins: Any) -> tuple:
     """
     arr = make_np(values, "values")
     if isinstance(bins, str) and bins == "tensorflow":
+        if isinstance(arr, np.ma.MaskedArray):
+            # The stock writer's numpy calls mix the two views of a masked array: the buckets
+            # (np.histogram) count every value, masked ones too, while min, max, sum and the sum
+            # of squares leave the masked ones out. Only numpy reproduces that.
+            from . import _core
+
+            return ("computed", _computed_histogram(arr, _core.default_edges(), max_bins))
         flat = _native_array(arr)
         group = _group_size(_DEFAULT_NUM_BINS, max_bins)
         return ("native", flat, 0 if group == 0 else operator.index(max_bins))
