@@ -124,27 +124,46 @@ def run_child(code: str, timeout: float = 120, env: Optional[Dict[str, str]] = N
     """Runs `code` in a fresh interpreter: whatever could crash or hang does it there. Fails the
     test (with the child's output) if the child hangs past `timeout` or, with `check`, if it
     does not exit with status 0. A hung child is sent SIGABRT first, so that faulthandler
-    prints where each of its threads stood; its output is unbuffered, so nothing printed is lost."""
+    prints where each of its threads stood; its output is unbuffered, so nothing printed is lost.
+    The child runs in a process group of its own, and whatever it started (forked workers) is
+    killed with it: a grandchild that outlived it held the output pipes open, and the wait for
+    them never ended (a DataLoader worker hung under ASan kept CI waiting for good)."""
     full_env = dict(os.environ, PYTHONFAULTHANDLER="1", PYTHONUNBUFFERED="1")
     full_env.update(env or {})
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=full_env)
+                             stderr=subprocess.PIPE, text=True, env=full_env, start_new_session=True)
     try:
-        stdout, stderr = child.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        child.send_signal(signal.SIGABRT)
         try:
-            stdout, stderr = child.communicate(timeout=10)
+            stdout, stderr = child.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            child.kill()
-            stdout, stderr = child.communicate()
-        pytest.fail(f"child hung for {timeout} s\nstdout:\n{stdout}\nstderr:\n{stderr}")
+            child.send_signal(signal.SIGABRT)
+            try:
+                stdout, stderr = child.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                _kill_group(child)
+                try:
+                    stdout, stderr = child.communicate(timeout=10)
+                except subprocess.TimeoutExpired:  # a descendant left the group and kept the pipes
+                    stdout, stderr = "", "(no output: the child's pipes stayed open)"
+            pytest.fail(f"child hung for {timeout} s\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    finally:
+        _kill_group(child)
     result = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
     if check and result.returncode != 0:
         how = (f"killed by {signal.Signals(-result.returncode).name}" if result.returncode < 0
                else f"exit status {result.returncode}")
         pytest.fail(f"child failed ({how})\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
     return result
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    """Kills every process left in `child`'s process group (its id is the child's pid)."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if child.poll() is None:
+        child.wait(10)
 
 
 def read_tree(directory: str) -> Dict[str, List[event_pb2.Event]]:

@@ -175,6 +175,7 @@ def test_a_child_forked_while_sigterm_drains_is_not_terminated_with_its_parent(t
         w.add_scalar("x", 2.0, 1)
         os.kill(os.getpid(), signal.SIGTERM)
         if os.fork() == 0:
+            os.setsid()  # outlives its parent: out of the group that run_child kills at the end
             quiet = os.open(os.devnull, os.O_WRONLY)  # (a child that hangs holds no pipe of the test's)
             os.dup2(quiet, 1)
             os.dup2(quiet, 2)

@@ -46,14 +46,16 @@ if [ $# -eq 0 ]; then
   # bound (ASan holds freed memory in quarantine, TSan keeps shadow pages).
   # The reader's tests run under ASan only: its scanner shares nothing between threads, and
   # the DataFrames they build start pyarrow's threads, whose uninstrumented code TSan flags.
-  # Under ASan, one test more is left out: a child forked while the parent's SIGTERM drain runs
-  # can inherit a lock of ASan's allocator that another thread held (GCC 12's libasan takes no
-  # locks around fork), and hangs in its first malloc (seen in gdb: 3 runs in 30 under load).
+  # Under ASan, two tests more are left out. A child forked while another thread of its parent
+  # allocates can inherit a lock of ASan's allocator that thread held (GCC 12's libasan takes no
+  # locks around fork), and hangs in its first malloc, as gdb showed: a child forked during the
+  # SIGTERM drain (3 runs in 30 under load), and DataLoader workers forked beside fasttb's
+  # worker thread (once in a CI run). glibc's malloc has fork handlers: other builds are safe.
   reader=""
   skip="not cannot_start and not memory_running_out and not memory_stays_near"
   if [ "$kind" = address ]; then
     reader=tests/test_reader.py
-    skip="$skip and not forked_while_sigterm_drains"
+    skip="$skip and not forked_while_sigterm_drains and not dataloader_workers_with_an_inherited_writer"
   fi
   set -- tests/test_races.py tests/test_lifecycle.py tests/test_faults.py tests/test_reliability.py \
     tests/test_scalars.py tests/test_crc32c.py tests/test_wire.py tests/test_histogram_writer.py \
