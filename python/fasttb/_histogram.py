@@ -64,13 +64,23 @@ def histogram_request(values: Any, bins: Any, max_bins: Any) -> tuple:
             # The stock writer's numpy calls mix the two views of a masked array: the buckets
             # (np.histogram) count every value, masked ones too, while min, max, sum and the sum
             # of squares leave the masked ones out. Only numpy reproduces that.
-            from . import _core
-
-            return ("computed", _computed_histogram(arr, _core.default_edges(), max_bins))
+            return ("computed", _computed_histogram(arr, default_edges(), max_bins))
         flat = _native_array(arr)
         group = _group_size(_DEFAULT_NUM_BINS, max_bins)
         return ("native", flat, 0 if group == 0 else operator.index(max_bins))
     return ("computed", _computed_histogram(arr, bins, max_bins))
+
+
+_edges: List[float] = []
+
+
+def default_edges() -> List[float]:
+    """The 1549 edges of bins="tensorflow", made once. Shared: read it, never change it."""
+    if not _edges:
+        from . import _core
+
+        _edges.extend(_core.default_edges())
+    return _edges
 
 
 def _to_float64(arr: np.ndarray) -> np.ndarray:

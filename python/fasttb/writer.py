@@ -20,7 +20,7 @@ import numpy as np
 from . import _core, _device, _distributed, _lifecycle
 from ._convert import (ArgumentAttributeError, ArgumentOverflowError, _is_torch_tensor, make_np, to_scalar, to_step,
                        to_field_step, to_joined_str, to_str, to_tag, to_walltime, worker_path)
-from ._histogram import histogram_request
+from ._histogram import default_edges, histogram_request
 from ._image import (figure_to_chw_uint8, image_to_hwc_uint8, image_with_boxes_to_hwc_uint8,
                      images_to_hwc_uint8, native_layout, checked_layout)
 from ._kinds import KindsMixin
@@ -679,7 +679,7 @@ class SummaryWriter(_core.NativeWriter, KindsMixin):
         """``bins``, unless it is ``"tensorflow"`` and ``default_bins`` was changed: then those."""
         if isinstance(bins, str) and bins == "tensorflow":
             custom = getattr(self, "_bins", None)
-            if custom is not None and not (type(custom) is list and custom == _default_edges()):
+            if custom is not None and not (type(custom) is list and custom == default_edges()):
                 return custom
         return bins
 
@@ -1116,12 +1116,3 @@ def _double_or_zero(value: Any, argument: str) -> float:
     except OverflowError:
         raise ArgumentOverflowError(f"{argument}: {value!r} is too large for a float") from None
 
-
-_edges: List[float] = []
-
-
-def _default_edges() -> List[float]:
-    """The 1549 edges of bins="tensorflow", made once (to tell a changed default_bins)."""
-    if not _edges:
-        _edges.extend(_core.default_edges())
-    return _edges
