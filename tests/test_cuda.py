@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import run_child
 from test_device import (log_everything, log_tensorboardx_pictures, log_tensorboardx_scalars, same_records,
-                         scalars)
+                         scalars, stalled_worker)
 
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
@@ -222,43 +222,29 @@ def test_a_worker_that_falls_behind_keeps_host_memory_bounded():
     # The records of landed copies count against the queue's bound: with the worker stopped, the
     # waiter makes as many as fit and the other calls wait in the pinned ring (test_device.py
     # has the same with a stand-in device).
-    run_child("""
-        import tempfile, time
-        import torch
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-        from fasttb import SummaryWriter, _core, _device
-        limit = 4 << 20
-        _core.set_queue_limit(limit)
-        d = tempfile.mkdtemp()
-        w = SummaryWriter(d)
-        w.add_scalar("a", 0.0, 0)
-        w.flush()
-        weights = [torch.randn(100_000, device="cuda") for _ in range(5)]  # 400 KB each
-        torch.cuda.synchronize()
-        _core._pause_worker(True)
-        try:
-            torch.cuda.set_sync_debug_mode("error")
-            for i in range(50):
-                w.add_histogram("h", weights[i % 5], i, walltime=1.0)
-            torch.cuda.set_sync_debug_mode("default")
-            stager, last = _device.stager(), None
-            for _ in range(50):  # until the waiter stops making progress
-                time.sleep(0.2)
-                if stager.pending() == last:
-                    break
-                last = stager.pending()
-            queued, pending = _core.engine_stats()["queue_bytes"], stager.pending()
-        finally:
-            _core._pause_worker(False)
-        print("queued", queued, "pending", pending)
-        assert 0 < queued <= limit + (1 << 20), queued
-        assert pending > 30, pending
-        w.close()
-        acc = EventAccumulator(d, size_guidance={"histograms": 0})
-        acc.Reload()
-        hist = acc.Histograms("h")
-        assert [e.step for e in hist] == list(range(50))
-        expected = [float(weights[i % 5].max().item()) for i in range(50)]
-        assert [e.histogram_value.max for e in hist] == expected
-        print("ok")
+    run_child(stalled_worker(limit=4 << 20, backend="_device.CudaBackend") + """
+    import torch
+    w = SummaryWriter(d)
+    weights = [torch.randn(100_000, device="cuda") for _ in range(5)]  # 400 KB each
+    torch.cuda.synchronize()
+    stop_worker(w)
+    try:
+        torch.cuda.set_sync_debug_mode("error")
+        for i in range(50):
+            w.add_histogram("h", weights[i % 5], i, walltime=1.0)
+        torch.cuda.set_sync_debug_mode("default")
+        stager = _device.stager()
+        settle(stager)
+        queued, pending = _core.engine_stats()["queue_bytes"], stager.pending()
+    finally:
+        _core._pause_worker(False)
+    print("queued", queued, "pending", pending)
+    assert 0 < queued <= limit + (1 << 20), queued
+    assert pending > 30, pending
+    w.close()
+    hist = histograms()
+    assert [e.step for e in hist] == list(range(50))
+    expected = [float(weights[i % 5].max().item()) for i in range(50)]
+    assert [e.histogram_value.max for e in hist] == expected
+    print("ok")
     """, timeout=120)

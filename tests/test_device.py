@@ -366,53 +366,74 @@ def test_close_while_another_thread_logs_device_values(queue_bytes):
     """, timeout=120)
 
 
+_STALLED_WORKER = """
+    import sys, tempfile, time
+    sys.path.insert(0, {tests!r})
+    import numpy as np
+    from fake_device import FakeBackend, FakeTensor
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from fasttb import SummaryWriter, _core, _device
+    _device.use_backend({backend})
+    limit = {limit}
+    _core.set_queue_limit(limit)
+    d = tempfile.mkdtemp()
+
+    def stop_worker(w):
+        w.add_scalar("a", 0.0, 0)
+        w.flush()  # the file's first records are written: only what comes next waits
+        _core._pause_worker(True)
+
+    def settle(stager):
+        last = None
+        for _ in range(50):  # until the waiter stops making progress
+            time.sleep(0.2)
+            if stager.pending() == last:
+                return
+            last = stager.pending()
+
+    def histograms():
+        acc = EventAccumulator(d, size_guidance={{"histograms": 0}})
+        acc.Reload()
+        return acc.Histograms("h")
+
+    def histogram_steps():
+        return [e.step for e in histograms()]
+"""
+
+
+def stalled_worker(limit: int = 64 << 10, backend: str = "FakeBackend") -> str:
+    """The start of a child's code for tests with the worker stopped (stop_worker(w)): a queue
+    bound of ``limit`` (the default holds four histograms of 2,000 float64), a log dir ``d``, and
+    helpers to wait for the device waiter to settle and to read histograms "h" back."""
+    return _STALLED_WORKER.format(tests=TESTS, limit=limit, backend=backend)
+
+
 def test_records_of_landed_device_values_count_against_the_queue_limit():
     # The waiter thread makes the records of landed copies faster than a stopped worker writes
     # them: they must wait for room, as a CPU caller's do, rather than pile up in their holds.
     # The calls behind them then wait in the ring, which is bounded too.
-    run_child(f"""
-        import sys, tempfile, time
-        sys.path.insert(0, {TESTS!r})
-        import numpy as np
-        from fake_device import FakeBackend, FakeTensor
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-        from fasttb import SummaryWriter, _core, _device
-        _device.use_backend(FakeBackend)
-        limit = 64 << 10
-        _core.set_queue_limit(limit)
-        d = tempfile.mkdtemp()
-        w = SummaryWriter(d)
-        w.add_scalar("a", 0.0, 0)
-        w.flush()
-        _core._pause_worker(True)
-        values = np.arange(2000.0)  # 16 KB a record
-        for i in range(100):
-            w.add_histogram("h", FakeTensor(values + i), i)
-        stager = _device.stager()
-        deadline = time.monotonic() + 10
-        last = None
-        while time.monotonic() < deadline:  # until the waiter stops making progress
-            time.sleep(0.2)
-            now = stager.pending()
-            if now == last:
-                break
-            last = now
-        queued = _core.engine_stats()["queue_bytes"]
-        pending = stager.pending()
-        _core._pause_worker(False)  # before any assert: a paused worker would hang the exit
-        print("queued", queued, "pending", pending)
-        assert 0 < queued <= limit + 20000, queued
-        assert pending > 80, pending
-        w.close()
-        acc = EventAccumulator(d, size_guidance={{"histograms": 0}})
-        acc.Reload()
-        steps = [e.step for e in acc.Histograms("h")]
-        assert steps == list(range(100)), steps
-        stats = w.stats()
-        assert stats["queue_bytes"] == 0
-        assert stats["queue_high_water"] <= limit + 20000, stats  # while they drained, too
-        assert stats["stalls"] == 0, stats  # the waiter thread waited; no logging call did
-        print("ok")
+    run_child(stalled_worker() + """
+    w = SummaryWriter(d)
+    stop_worker(w)
+    values = np.arange(2000.0)  # 16 KB a record
+    for i in range(100):
+        w.add_histogram("h", FakeTensor(values + i), i)
+    stager = _device.stager()
+    settle(stager)
+    queued = _core.engine_stats()["queue_bytes"]
+    pending = stager.pending()
+    _core._pause_worker(False)  # before any assert: a paused worker would hang the exit
+    print("queued", queued, "pending", pending)
+    assert 0 < queued <= limit + 20000, queued
+    assert pending > 80, pending
+    w.close()
+    steps = histogram_steps()
+    assert steps == list(range(100)), steps
+    stats = w.stats()
+    assert stats["queue_bytes"] == 0
+    assert stats["queue_high_water"] <= limit + 20000, stats  # while they drained, too
+    assert stats["stalls"] == 0, stats  # the waiter thread waited; no logging call did
+    print("ok")
     """, timeout=60)
 
 
@@ -453,40 +474,12 @@ def test_threads_logging_device_and_plain_values_through_a_small_queue_lose_noth
     """, timeout=120)
 
 
-STALLED_WORKER = """
-    import sys, tempfile, time
-    sys.path.insert(0, {tests!r})
-    import numpy as np
-    from fake_device import FakeBackend, FakeTensor
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from fasttb import SummaryWriter, _core, _device
-    _device.use_backend(FakeBackend)
-    _core.set_queue_limit(64 << 10)  # four of the histograms below
-    d = tempfile.mkdtemp()
-
-    def settle(stager):
-        last = None
-        for _ in range(50):  # until the waiter stops making progress
-            time.sleep(0.2)
-            if stager.pending() == last:
-                return
-            last = stager.pending()
-
-    def histogram_steps():
-        acc = EventAccumulator(d, size_guidance={{"histograms": 0}})
-        acc.Reload()
-        return [e.step for e in acc.Histograms("h")]
-"""
-
-
 def test_a_full_queue_never_makes_a_dropping_caller_wait_for_device_records():
     # on_full="drop": the waiter waits for room in the queue, and the calls behind it drop at the
     # ring rather than wait. Were the caller made to wait, the stopped worker would hang it.
-    run_child(STALLED_WORKER.format(tests=TESTS) + """
+    run_child(stalled_worker() + """
     w = SummaryWriter(d, on_full="drop")
-    w.add_scalar("a", 0.0, 0)
-    w.flush()
-    _core._pause_worker(True)
+    stop_worker(w)
     for i in range(40):
         w.add_histogram("h", FakeTensor(np.arange(2000.0) + i), i)
     settle(_device.stager())
@@ -504,11 +497,9 @@ def test_a_full_queue_never_makes_a_dropping_caller_wait_for_device_records():
 def test_cancelling_at_exit_ends_a_wait_for_room_of_the_device_waiter():
     # At exit the calls still pending are cancelled (finish_at_exit); the waiter may be waiting
     # for room for one of them (a hung worker): that wait must end, and the call's record drop.
-    run_child(STALLED_WORKER.format(tests=TESTS) + """
+    run_child(stalled_worker() + """
     w = SummaryWriter(d)
-    w.add_scalar("a", 0.0, 0)
-    w.flush()
-    _core._pause_worker(True)
+    stop_worker(w)
     for i in range(20):
         w.add_histogram("h", FakeTensor(np.arange(2000.0) + i), i)
     stager = _device.stager()
@@ -530,12 +521,10 @@ def test_a_caller_in_line_for_room_and_the_waiter_both_get_in_when_the_worker_go
     # The queue is full; the waiter waits for room for a device call's record, and a CPU caller
     # waits in line behind it. Callers in line go first, then the waiter's record goes into its
     # hold; the file keeps call order.
-    run_child(STALLED_WORKER.format(tests=TESTS) + """
+    run_child(stalled_worker() + """
     import threading
     w = SummaryWriter(d)
-    w.add_scalar("a", 0.0, 0)
-    w.flush()
-    _core._pause_worker(True)
+    stop_worker(w)
     for i in range(4):
         w.add_histogram("h", np.arange(2000.0) + i, i)  # the queue is full
     w.add_histogram("h", FakeTensor(np.arange(2000.0) + 4), 4)

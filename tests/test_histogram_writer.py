@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import accumulator, read_events
+from conftest import accumulator, assert_same_runs, read_events
 from torch.utils.tensorboard import SummaryWriter as TorchWriter
 
 from fasttb import SummaryWriter, _core
@@ -234,20 +234,22 @@ def test_streamed_histograms_from_several_threads(logdir):
         assert [s.value for s in acc.Scalars(f"s{k}")] == [0.0, 1.0, 2.0]
 
 
+def stock_and_ours(dialect: str) -> tuple:
+    """The stock writer class of ``dialect`` ("torch" or "tensorboardX") and fasttb's."""
+    if dialect == "torch":
+        return TorchWriter, SummaryWriter
+    import tensorboardX
+
+    import fasttb.tensorboardX
+
+    return tensorboardX.SummaryWriter, fasttb.tensorboardX.SummaryWriter
+
+
 @pytest.mark.parametrize("dialect", ["torch", "tensorboardX"])
 def test_default_bins_changed_in_place_or_replaced_as_in_the_stock_writers(tmp_path, dialect):
     # The stock writers keep default_bins as a plain list that bins="tensorflow" reads: fasttb
     # gave a copy (changes in place were lost), and torch's dialect refused an assignment.
-    from conftest import assert_same_runs
-
-    if dialect == "torch":
-        stock, ours = TorchWriter, SummaryWriter
-    else:
-        import tensorboardX
-
-        import fasttb.tensorboardX
-
-        stock, ours = tensorboardX.SummaryWriter, fasttb.tensorboardX.SummaryWriter
+    stock, ours = stock_and_ours(dialect)
     values = np.array([0.5, 1.5, -0.5, 3.0])
     for writer in (stock, ours):
         for name, change in (("in place", lambda w: w.default_bins.__setitem__(slice(None), [-1.0, 0.0, 1.0, 2.0])),
@@ -265,16 +267,7 @@ def test_masked_arrays_as_in_the_stock_writers(tmp_path, dialect):
     # The stock writers count masked values in the buckets (np.histogram ignores the mask) but
     # not in min, max, sum and the sum of squares (the masked array's own methods); the native
     # kernel read the raw values for all of them.
-    from conftest import assert_same_runs
-
-    if dialect == "torch":
-        stock, ours = TorchWriter, SummaryWriter
-    else:
-        import tensorboardX
-
-        import fasttb.tensorboardX
-
-        stock, ours = tensorboardX.SummaryWriter, fasttb.tensorboardX.SummaryWriter
+    stock, ours = stock_and_ours(dialect)
     masked = np.ma.masked_array(RNG.standard_normal(1000), mask=RNG.random(1000) < 0.3)
     masked[masked.argmax()] = np.ma.masked  # the largest value is masked: max tells
     for writer in (stock, ours):
