@@ -416,9 +416,11 @@ def test_forked_children_exit_while_a_parent_thread_waits(tmp_path):
     # A parent thread in a fasttb wait (here flush(), which lets the GIL go and takes it back)
     # when another thread forks: the child inherited the exit handshake's count of threads
     # taking the GIL back, which no thread of the child would ever lower, and its exit hook
-    # waited forever (7 children of 40 hung).
+    # waited forever (7 children of 40 hung). A child still running after 20 s (normal exits
+    # take well under 1 s, 3 s under TSan on a loaded machine) is sent SIGABRT, so that
+    # faulthandler shows in stderr where it stood.
     result = run_child(f"""
-        import os, sys, threading, time, warnings
+        import os, signal, sys, threading, time, warnings
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
         import fasttb
         w = fasttb.SummaryWriter({str(tmp_path)!r})
@@ -437,11 +439,13 @@ def test_forked_children_exit_while_a_parent_thread_waits(tmp_path):
             pid = os.fork()
             if pid == 0:
                 sys.exit(0)  # a plain exit, fasttb untouched in the child
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 20
             while not os.waitpid(pid, os.WNOHANG)[0]:
                 if time.monotonic() > deadline:
                     hung += 1
-                    os.kill(pid, 9)
+                    os.kill(pid, signal.SIGABRT)
+                    time.sleep(5)
+                    os.kill(pid, signal.SIGKILL)
                     os.waitpid(pid, 0)
                     break
                 time.sleep(0.01)
@@ -450,7 +454,7 @@ def test_forked_children_exit_while_a_parent_thread_waits(tmp_path):
         w.close()
         print(hung)
         """, timeout=300)
-    assert int(result.stdout) == 0
+    assert int(result.stdout) == 0, result.stderr
     [event] = [e for e in read_events(str(tmp_path)) if e.summary.value]
     assert event.summary.value[0].simple_value == 1.0
 
