@@ -371,7 +371,7 @@ def test_a_writer_dropped_without_close_is_closed_in_the_background(tmp_path):
     gc.collect()
     _core.flush_all()
     assert len(read_records(path)) == 11
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     open_files = lambda: {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
     while path in open_files() and time.monotonic() < deadline:
         time.sleep(0.01)
