@@ -704,3 +704,34 @@ def test_a_missing_optional_package_is_named_with_what_to_install(tmp_path):
         "matplotlib | add_figure needs matplotlib (pip install matplotlib)",
         "pandas | a SummaryReader's DataFrame needs pandas (pip install pandas)",
     ]
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # numpy's, for np.matrix
+@pytest.mark.parametrize("dialect", ["torch", "tensorboardX"])
+def test_numpy_matrices_are_logged_as_the_plain_arrays_they_hold(tmp_path, dialect):
+    # np.matrix stays 2-D through ravel() and squeeze(), which the stock writers' reshapes rely
+    # on: they fail on it (ValueError, AssertionError), and fasttb did too, with messages about
+    # the wrong dimensions ("values: must be a 1-D array"). It now logs what np.asarray holds,
+    # which this test compares with what the stock writer logs for those plain arrays.
+    import tensorboardX
+
+    import fasttb.tensorboardX
+
+    stock, ours = ((TorchWriter, SummaryWriter) if dialect == "torch"
+                   else (tensorboardX.SummaryWriter, fasttb.tensorboardX.SummaryWriter))
+    m = np.matrix(np.random.default_rng(3).random((6, 5)))
+
+    def log(writer, to_array):
+        with writer(str(tmp_path / writer.__module__)) as w:
+            w.add_scalar("s", to_array(m[:1, :1]), 0, walltime=1.0)
+            w.add_histogram("h", to_array(m), 0, walltime=2.0)
+            w.add_histogram("h3", to_array(m), 0, walltime=3.0, bins=3)
+            w.add_image("i", to_array(m), 0, walltime=4.0, dataformats="HW")
+            w.add_pr_curve("p", to_array(m > 0.5), to_array(m), 0, walltime=5.0)
+            w.add_embedding(to_array(m), global_step=0)
+
+    log(stock, np.asarray)
+    log(ours, lambda x: x)
+    assert_same_runs(str(tmp_path / stock.__module__), str(tmp_path / ours.__module__))
+    [histogram] = accumulator(str(tmp_path / ours.__module__)).Histograms("h")
+    assert histogram.histogram_value.num == 30

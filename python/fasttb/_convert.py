@@ -98,10 +98,11 @@ def make_np(value: Any, argument: str = "value") -> np.ndarray:
 
     numpy arrays pass through unchanged; anything numpy treats as a scalar becomes a 1-element
     array; torch tensors on any device are detached and copied to host memory, bfloat16 by way of
-    float16 as in the stock writer. Lists, tuples and ``None`` are refused.
+    float16 as in the stock writer. ``np.matrix`` becomes a plain array (the stock writer fails
+    on it: its 2-D-only arithmetic breaks the reshapes). Lists, tuples and ``None`` are refused.
     """
     if isinstance(value, np.ndarray):
-        return value
+        return np.asarray(value) if isinstance(value, np.matrix) else value
     if np.isscalar(value):
         return np.array([value])
     if _is_torch_tensor(value):
