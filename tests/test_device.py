@@ -636,6 +636,50 @@ def test_a_forked_child_refuses_device_values():
     assert "forked child" in result.stdout and "spawn" in result.stdout
 
 
+def test_a_child_forked_while_a_parent_thread_holds_a_holds_lock_exits(tmp_path):
+    # The worker lets a hold go (the holds' registry lock) and the waiter appends to one (the
+    # hold's lock) all the time while CUDA values are logged; a DataLoader worker forked at that
+    # moment inherited the lock held, and hung for good: when its copy of the device queue let
+    # the parent's holds go (cancel), and at its exit (cancel_holds). _keep_locked makes that
+    # moment last 3 s; the child must not wait for it.
+    parent, child = tmp_path / "parent", tmp_path / "child"
+    result = run_child(f"""
+        import os, signal, time
+        from fasttb import SummaryWriter, _lifecycle
+        w = SummaryWriter({str(parent)!r})
+        core = w._main()
+        w.add_scalar("a", 0.0, 0)
+        hold = core.push_hold()
+        w.add_scalar("a", 2.0, 2)
+        hold._keep_locked(3.0)
+        pid = os.fork()
+        if pid == 0:
+            print("child: inherited hold resolved:", hold.resolved, flush=True)
+            del hold  # cancels, then lets go of the parent's hold
+            c = SummaryWriter({str(child)!r})  # holds of its own still work
+            own = c._main().push_hold()
+            c.add_scalar("b", 2.0, 2)
+            own.fill(lambda: c._main().push_scalar("b", 1.0, 1, 1.0, 0))
+            c.close()
+            _lifecycle.flush_open_files()  # what exit and multiprocessing's finalizers run
+            print("child: done", flush=True)
+            os._exit(0)
+        deadline = time.monotonic() + 20
+        while not os.waitpid(pid, os.WNOHANG)[0]:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                print("child: hung", flush=True)
+                break
+            time.sleep(0.01)
+        hold.fill(lambda: core.push_scalar("a", 1.0, 1, 1.0, 0))  # once the lock is let go
+        w.close()
+    """, timeout=120)
+    assert result.stdout.splitlines() == ["child: inherited hold resolved: True", "child: done"], result.stdout
+    assert scalars(str(parent), "a") == [(0, 0.0), (1, 1.0), (2, 2.0)]
+    assert scalars(str(child), "b") == [(1, 1.0), (2, 2.0)]
+
+
 def test_holds_in_the_core(tmp_path):
     w = SummaryWriter(str(tmp_path))
     core = w._main()

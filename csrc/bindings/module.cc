@@ -396,7 +396,11 @@ void register_hold(py::module_& m) {
         .def("cancel", [](HoldHandle& h) { h.get()->cancel(); },
              "Nothing will be filled in: the worker goes past the hold. No-op once filled.")
         .def_property_readonly("resolved", [](HoldHandle& h) { return h.get()->resolved(); },
-                               "Filled or cancelled.");
+                               "Filled or cancelled.")
+        .def("_keep_locked", [](HoldHandle& h, double seconds) { h.get()->keep_locked_for(seconds); },
+             py::arg("seconds"),
+             "Tests only: a native thread holds this hold's lock and the holds' registry's lock "
+             "for `seconds` (as at a fork in the middle of an append or a release).");
 }
 
 void register_writer(py::module_& m) {

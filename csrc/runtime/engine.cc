@@ -49,6 +49,7 @@ void after_fork_in_child() {
     g_engine.store(nullptr, std::memory_order_relaxed);
     BlockPool::set_live(nullptr);
     EventFile::close_inherited();
+    Hold::forget_in_child();
     termination_forget_in_child();  // the parent's SIGTERM ends the parent, not this child
     g_start_lock.clear();
 }

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 
 namespace fasttb {
@@ -48,6 +49,17 @@ public:
     // gone. Returns how many it cancelled.
     static size_t cancel_all();
 
+    // In a forked child (the engine's fork handler): the parent's holds are not this process's
+    // to fill or cancel, and a parent thread may have held their locks, or the registry's, at
+    // the fork. The registry starts empty with a fresh lock; an inherited hold ignores fill and
+    // cancel, reads as resolved, and is never freed (its lock may stay held for good).
+    static void forget_in_child();
+
+    // Tests only: a native thread holds this hold's lock and the registry's for `seconds`, as
+    // a thread that appends or lets a hold go at the moment of a fork would. Returns once both
+    // are held.
+    void keep_locked_for(double seconds);
+
     // Worker side: waits until the hold is published or cancelled and returns its items, linked
     // through QueueNode::next in the order they were appended (nullptr: none). `dropped`: the
     // items a cancel dropped, for the worker to free.
@@ -56,7 +68,9 @@ public:
 private:
     Hold() = default;
     enum class State { pending, published, cancelled };
+    bool inherited() const;  // made by the process this one was forked from
     static thread_local Hold* filling_;
+    uint64_t generation_ = 0;  // Engine::generation() when made
     std::mutex m_;
     std::condition_variable cv_;
     State state_ = State::pending;  // guarded by m_
