@@ -680,6 +680,33 @@ def test_a_child_forked_while_a_parent_thread_holds_a_holds_lock_exits(tmp_path)
     assert scalars(str(child), "b") == [(1, 1.0), (2, 2.0)]
 
 
+def test_a_child_forked_while_the_parent_makes_its_device_queue_can_make_its_own(tmp_path):
+    # The lock around making the process's device queue, held by a parent thread at the fork,
+    # stayed held in the child, whose first device value then waited for it for good.
+    run_child(f"""
+        import os, signal, sys, time
+        sys.path.insert(0, {TESTS!r})
+        import numpy as np
+        from fake_device import FakeBackend, FakeTensor
+        from fasttb import SummaryWriter, _device
+        _device.use_backend(FakeBackend)
+        with _device._lock:  # as while another thread makes the queue
+            pid = os.fork()
+            if pid == 0:
+                with SummaryWriter({str(tmp_path)!r}) as w:
+                    w.add_scalar("a", FakeTensor(np.array(1.5)), 1)
+                os._exit(0)
+            deadline = time.monotonic() + 20
+            while not os.waitpid(pid, os.WNOHANG)[0]:
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    sys.exit("the child hung")
+                time.sleep(0.01)
+    """, timeout=60)
+    assert scalars(str(tmp_path), "a") == [(1, 1.5)]
+
+
 def test_holds_in_the_core(tmp_path):
     w = SummaryWriter(str(tmp_path))
     core = w._main()

@@ -503,7 +503,9 @@ def use_backend(factory: Callable[[], Any]) -> None:
 
 def _after_fork_in_child() -> None:
     # The parent's calls and waiter did not come along; its pinned buffer is not ours to use.
-    global _stager
+    # _lock may have been held by a parent thread making the first stager.
+    global _stager, _lock
+    _lock = threading.Lock()
     _stager = None if _stager is None else _ForkedStager(_stager)
 
 
