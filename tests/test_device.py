@@ -644,7 +644,9 @@ def test_a_child_forked_while_a_parent_thread_holds_a_holds_lock_exits(tmp_path)
     # moment last 3 s; the child must not wait for it.
     parent, child = tmp_path / "parent", tmp_path / "child"
     result = run_child(f"""
-        import os, signal, time
+        import os, sys
+        sys.path.insert(0, {TESTS!r})
+        from forking import exited_within
         from fasttb import SummaryWriter, _lifecycle
         w = SummaryWriter({str(parent)!r})
         core = w._main()
@@ -664,14 +666,8 @@ def test_a_child_forked_while_a_parent_thread_holds_a_holds_lock_exits(tmp_path)
             _lifecycle.flush_open_files()  # what exit and multiprocessing's finalizers run
             print("child: done", flush=True)
             os._exit(0)
-        deadline = time.monotonic() + 20
-        while not os.waitpid(pid, os.WNOHANG)[0]:
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                print("child: hung", flush=True)
-                break
-            time.sleep(0.01)
+        if not exited_within(pid, 20):
+            print("child: hung", flush=True)
         hold.fill(lambda: core.push_scalar("a", 1.0, 1, 1.0, 0))  # once the lock is let go
         w.close()
     """, timeout=120)
@@ -684,10 +680,11 @@ def test_a_child_forked_while_the_parent_makes_its_device_queue_can_make_its_own
     # The lock around making the process's device queue, held by a parent thread at the fork,
     # stayed held in the child, whose first device value then waited for it for good.
     run_child(f"""
-        import os, signal, sys, time
+        import os, sys
         sys.path.insert(0, {TESTS!r})
         import numpy as np
         from fake_device import FakeBackend, FakeTensor
+        from forking import exited_within
         from fasttb import SummaryWriter, _device
         _device.use_backend(FakeBackend)
         with _device._lock:  # as while another thread makes the queue
@@ -696,13 +693,8 @@ def test_a_child_forked_while_the_parent_makes_its_device_queue_can_make_its_own
                 with SummaryWriter({str(tmp_path)!r}) as w:
                     w.add_scalar("a", FakeTensor(np.array(1.5)), 1)
                 os._exit(0)
-            deadline = time.monotonic() + 20
-            while not os.waitpid(pid, os.WNOHANG)[0]:
-                if time.monotonic() > deadline:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    sys.exit("the child hung")
-                time.sleep(0.01)
+            if not exited_within(pid, 20):
+                sys.exit("the child hung")
     """, timeout=60)
     assert scalars(str(tmp_path), "a") == [(1, 1.5)]
 
