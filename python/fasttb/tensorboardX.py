@@ -133,7 +133,7 @@ def _to_array(value: Any, argument: str) -> np.ndarray:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{argument}: the list is not an array ({exc})") from None
     if isinstance(value, np.ndarray):
-        return np.asarray(value) if isinstance(value, np.matrix) else value  # as make_np does
+        return make_np(value, argument)  # (np.matrix made a plain array)
     if np.isscalar(value):
         return np.array(value)
     kind = str(type(value))
