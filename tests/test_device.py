@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import read_records, run_child
+from conftest import accumulator, read_records, run_child
 from fake_device import FakeBackend, FakeTensor
 from tensorboard.compat.proto import event_pb2
 
@@ -674,6 +674,8 @@ def test_a_child_forked_while_a_parent_thread_holds_a_holds_lock_exits(tmp_path)
     assert result.stdout.splitlines() == ["child: inherited hold resolved: True", "child: done"], result.stdout
     assert scalars(str(parent), "a") == [(0, 0.0), (1, 1.0), (2, 2.0)]
     assert scalars(str(child), "b") == [(1, 1.0), (2, 2.0)]
+    for run, tag, expected in ((parent, "a", [(0, 0.0), (1, 1.0), (2, 2.0)]), (child, "b", [(1, 1.0), (2, 2.0)])):
+        assert [(s.step, s.value) for s in accumulator(str(run)).Scalars(tag)] == expected
 
 
 def test_a_child_forked_while_the_parent_makes_its_device_queue_can_make_its_own(tmp_path):
@@ -697,6 +699,7 @@ def test_a_child_forked_while_the_parent_makes_its_device_queue_can_make_its_own
                 sys.exit("the child hung")
     """, timeout=60)
     assert scalars(str(tmp_path), "a") == [(1, 1.5)]
+    assert [(s.step, s.value) for s in accumulator(str(tmp_path)).Scalars("a")] == [(1, 1.5)]
 
 
 def test_holds_in_the_core(tmp_path):
